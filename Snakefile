@@ -1,0 +1,22 @@
+# brainphase: follow a language model through its training checkpoints and
+# compare it with the brain. The science is in src/brainphase; rules are thin.
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/stimuli.smk"
+include: "workflow/rules/checkpoints.smk"
+include: "workflow/rules/activations.smk"
+include: "workflow/rules/encoding.smk"
+include: "workflow/rules/plots.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,118 @@
+"""Load and validate the workflow config against its JSON Schema.
+
+Validation runs before any job; an error names the key path, what was expected
+and what was found, so a typo in a study config stops the run with a fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import yaml
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _path(err: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in err.absolute_path) or "<top level>"
+
+
+def _describe(err: jsonschema.ValidationError) -> str:
+    where = _path(err)
+    v = err.validator
+    if v == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        keys = ", ".join(f"{where}.{k}" if where != "<top level>" else k for k in extra)
+        return f"unknown config key {keys}; allowed keys here: {', '.join(allowed)}"
+    if v == "required":
+        return f"config key {where}: {err.message}"
+    if v == "type":
+        return (f"config key {where}: expected {err.validator_value}, "
+                f"got {type(err.instance).__name__} {err.instance!r}")
+    if v == "enum":
+        return f"config key {where}: {err.instance!r} is not one of {err.validator_value}"
+    return f"config key {where}: {err.message}"
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA, source: str = "config") -> dict:
+    """Raise ConfigError listing every violation (key path + expectation), else return config."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        raise ConfigError(f"invalid {source} (schema {schema_path}):\n{lines}")
+    _check_semantics(config)
+    return config
+
+
+def _check_semantics(config: dict) -> None:
+    names = [m["name"] for m in config["models"]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config key models: model names must be unique, got {names}")
+    for m in config["models"]:
+        if m["source"] == "train":
+            t = m["train"]
+            bad = [s for s in t["checkpoints"] if s > t["steps"]]
+            if bad:
+                raise ConfigError(
+                    f"config key models[{m['name']}].train.checkpoints: steps {bad} exceed "
+                    f"train.steps={t['steps']}; raise steps or drop those checkpoints")
+    dnames = [d["name"] for d in config["datasets"]]
+    if len(set(dnames)) != len(dnames):
+        raise ConfigError(f"config key datasets: dataset names must be unique, got {dnames}")
+
+
+def load_config(path: str | Path) -> dict:
+    config = yaml.safe_load(Path(path).read_text())
+    return validate_config(config, source=str(path))
+
+
+def model_entry(config: dict, name: str) -> dict:
+    for m in config["models"]:
+        if m["name"] == name:
+            return m
+    raise ConfigError(f"model {name!r} is not in config key models; known: {[m['name'] for m in config['models']]}")
+
+
+def dataset_entry(config: dict, name: str) -> dict:
+    for d in config["datasets"]:
+        if d["name"] == name:
+            return d
+    raise ConfigError(f"dataset {name!r} is not in config key datasets; known: {[d['name'] for d in config['datasets']]}")
+
+
+def revisions(model: dict) -> list[str]:
+    """Checkpoint names (the {step} wildcard) of a model, in training order."""
+    if model["source"] == "train":
+        return [f"step{s}" for s in model["train"]["checkpoints"]]
+    raise ConfigError(f"model {model['name']}: source {model['source']!r} is not supported yet")
+
+
+def alphas(enc: dict) -> np.ndarray:
+    a = enc["alphas"]
+    return np.logspace(a["start"], a["stop"], a["num"])
+
+
+def tokens_for(model: dict, revision: str) -> int:
+    if model["source"] == "train":
+        t = model["train"]
+        return int(revision.removeprefix("step")) * t["batch_size"] * t["seq_len"]
+    raise ConfigError(f"model {model['name']}: cannot count tokens for revision {revision}")
+
+
+def deep_get(config: dict, dotted: str, default: Any = None) -> Any:
+    cur: Any = config
+    for k in dotted.split("."):
+        if not isinstance(cur, dict) or k not in cur:
+            return default
+        cur = cur[k]
+    return cur

@@ -1,0 +1,123 @@
+"""Per-run preprocessing of the design and responses (METHODS §3.2–3.3).
+
+Everything is done run by run so that neither z-scoring statistics nor
+delayed copies ever leak across run (story) boundaries.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def fir_delays(X: np.ndarray, delays: Sequence[int]) -> np.ndarray:
+    """Concatenate copies of ``X`` shifted by each delay, zero padded.
+
+    Row ``t`` of the copy for delay ``d`` is ``X[t - d]``: a positive delay
+    lets past features predict the present response (hemodynamic lag).
+    Shifts never wrap around; samples shifted in from outside are 0.
+
+    Parameters
+    ----------
+    X : array (n_samples, n_features) or (n_samples,)
+    delays : sequence of int, in samples (TRs)
+
+    Returns
+    -------
+    array (n_samples, n_features * len(delays)), blocks ordered as ``delays``.
+    """
+    X = np.asarray(X)
+    if X.ndim == 1:
+        X = X[:, None]
+    delays = [int(d) for d in delays]
+    if not delays:
+        raise ValueError("delays must not be empty")
+    n, f = X.shape
+    out = np.zeros((n, f * len(delays)), dtype=np.result_type(X.dtype, np.float32))
+    for i, d in enumerate(delays):
+        block = out[:, i * f : (i + 1) * f]
+        if abs(d) >= n:
+            continue
+        if d > 0:
+            block[d:] = X[: n - d]
+        elif d < 0:
+            block[: n + d] = X[-d:]
+        else:
+            block[:] = X
+    return out
+
+
+def _zscore(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    centred = a - a.mean(axis=0)
+    std = a.std(axis=0)
+    # A constant column (e.g. a silent run, a dead voxel) becomes 0, not NaN,
+    # so one bad run cannot poison the concatenated data; callers that must
+    # know (fit_encoding) detect constant columns explicitly.
+    return np.divide(centred, std, out=np.zeros_like(centred), where=std > 0)
+
+
+def zscore_runs(runs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """z-score the columns of each run separately (population std, ddof=0).
+
+    Columns constant within a run become 0 in that run.
+    """
+    return [_zscore(r) for r in runs]
+
+
+def trim(runs: Sequence[np.ndarray], n_trim: int) -> list[np.ndarray]:
+    """Drop the first and last ``n_trim`` samples of each run."""
+    n_trim = int(n_trim)
+    if n_trim < 0:
+        raise ValueError("n_trim must be >= 0")
+    out = []
+    for i, r in enumerate(runs):
+        if 2 * n_trim >= len(r):
+            raise ValueError(f"run {i} has {len(r)} samples, too few to trim {n_trim} at each end")
+        out.append(r[n_trim : len(r) - n_trim])
+    return out
+
+
+_trim = trim  # prepare_* take a parameter named ``trim``
+
+
+def _stack(runs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    run_index = np.concatenate([np.full(len(r), i, dtype=np.int64) for i, r in enumerate(runs)])
+    return np.concatenate(runs, axis=0), run_index
+
+
+def prepare_design(
+    features_per_run: Sequence[np.ndarray], delays: Sequence[int], trim: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """z-score per run, FIR-delay per run, trim per run, then stack.
+
+    Delaying before trimming lets the kept samples take their history from
+    the trimmed lead-in instead of zero padding.
+
+    Returns
+    -------
+    X : array (n_kept_samples, n_features * len(delays))
+    run_index : int array (n_kept_samples,), the run of each row (CV groups).
+    """
+    runs = [np.asarray(r) if np.ndim(r) == 2 else np.asarray(r)[:, None] for r in features_per_run]
+    if not runs:
+        raise ValueError("no runs")
+    delayed = [fir_delays(r, delays) for r in zscore_runs(runs)]
+    return _stack(_trim(delayed, trim))
+
+
+def prepare_responses(
+    responses_per_run: Sequence[np.ndarray], trim: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """z-score per run, trim per run, then stack.
+
+    Returns
+    -------
+    Y : array (n_kept_samples, n_voxels)
+    run_index : int array (n_kept_samples,)
+    """
+    runs = [np.asarray(r) if np.ndim(r) == 2 else np.asarray(r)[:, None] for r in responses_per_run]
+    if not runs:
+        raise ValueError("no runs")
+    return _stack(_trim(zscore_runs(runs), trim))

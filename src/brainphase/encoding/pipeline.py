@@ -1,0 +1,77 @@
+"""From cached word activations and a subject's BOLD to per-voxel encoding results.
+
+Applies METHODS §3 per layer: Lanczos to TRs, per-run z-scoring, FIR delays,
+trimming, grouped-CV ridge, test r, block permutations, FDR, noise ceiling.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from .delays import prepare_design, prepare_responses
+from .model import fit_encoding
+from .resample import lanczos_resample
+from .stats import noise_ceiling
+
+log = logging.getLogger(__name__)
+
+
+def runs_by_split(stimuli: pd.DataFrame, brain) -> tuple[list[str], list[str]]:
+    runs = list(dict.fromkeys(stimuli["run"]))
+    train = [r for r in runs if brain.runs[r].split == "train"]
+    test = [r for r in runs if brain.runs[r].split == "test"]
+    if not train or not test:
+        raise ValueError(f"encoding needs train and test runs; got train={train}, test={test}")
+    return train, test
+
+
+def features_per_run(acts: np.ndarray, stimuli: pd.DataFrame, brain, runs: list[str]) -> list[np.ndarray]:
+    """Word activations -> TR features, one array per run (rows of ``acts`` follow ``stimuli``)."""
+    out = []
+    for run in runs:
+        rows = np.flatnonzero(stimuli["run"].to_numpy() == run)
+        w = stimuli.iloc[rows]
+        word_times = ((w["onset"] + w["offset"]) / 2).to_numpy()
+        out.append(lanczos_resample(acts[rows], word_times, brain.tr_times(run)))
+    return out
+
+
+def ceiling_per_voxel(brain, test_runs: list[str], trim: int) -> np.ndarray | None:
+    reps = [brain.runs[r].repeats for r in test_runs]
+    if any(r is None for r in reps):
+        return None
+    sl = slice(trim, -trim if trim else None)
+    stacked = np.concatenate([r[:, sl] for r in reps], axis=1)  # (R, T, V)
+    return noise_ceiling(stacked)["r_ceiling"]
+
+
+def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, *, delays, trim, alphas,
+                  cv_splits, n_perm, block_size, fdr_q, seed, backend) -> pd.DataFrame:
+    """One row per (site, layer, voxel)."""
+    train_runs, test_runs = runs_by_split(stimuli, brain)
+    y_train = prepare_responses([brain.runs[r].data for r in train_runs], trim)
+    y_test = prepare_responses([brain.runs[r].data for r in test_runs], trim)
+    ceiling = ceiling_per_voxel(brain, test_runs, trim)
+    frames = []
+    for name, a in acts.items():
+        site, layer = name.split(".")
+        t0 = time.perf_counter()
+        x_train, groups = prepare_design(features_per_run(a, stimuli, brain, train_runs), delays, trim)
+        x_test, _ = prepare_design(features_per_run(a, stimuli, brain, test_runs), delays, trim)
+        res = fit_encoding(x_train, y_train, groups, x_test, y_test, alphas=alphas, n_splits=cv_splits,
+                           n_perm=n_perm, block_size=block_size, q=fdr_q, seed=seed, backend=backend)
+        df = pd.DataFrame({
+            "site": site, "layer": int(layer), "voxel": np.arange(y_train.shape[1]),
+            "r": res.r, "p": res.p, "q": res.q, "significant": res.significant,
+            "alpha": res.alpha, "excluded": res.excluded,
+        })
+        df["ceiling_r"] = ceiling if ceiling is not None else np.nan
+        frames.append(df)
+        log.info("%s: mean r %.3f, %.1f%% significant, %d excluded (%.1fs)", name,
+                 np.nanmean(res.r), 100 * np.mean(res.significant), res.excluded.sum(),
+                 time.perf_counter() - t0)
+    return pd.concat(frames, ignore_index=True)

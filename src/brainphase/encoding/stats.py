@@ -1,0 +1,194 @@
+"""Scores and significance for voxelwise encoding models (METHODS §3.5–3.7)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.stats
+
+# Relative tolerance under which a column's std counts as zero. float32 data
+# that are constant in exact arithmetic keep a std ~1e-8 of their magnitude.
+DEFAULT_CONSTANT_RTOL = 1e-6
+
+# Elements of the (block x block x voxel) table built at once.
+_MAX_BLOCK_TABLE = 2**24
+
+
+def _as_2d(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a[:, None] if a.ndim == 1 else a
+
+
+def constant_columns(Y: np.ndarray, tol: float = DEFAULT_CONSTANT_RTOL) -> np.ndarray:
+    """Boolean mask of columns that are (numerically) constant.
+
+    A column is constant when its std is at most ``tol * max(1, max|column|)``
+    (relative for large values, absolute near zero), or when it holds a
+    non-finite value (it cannot be scored either).
+    """
+    Y = _as_2d(Y)
+    if Y.shape[0] == 0:
+        return np.ones(Y.shape[1], dtype=bool)
+    finite = np.isfinite(Y).all(axis=0)
+    safe = np.where(np.isfinite(Y), Y, 0.0)
+    scale = np.maximum(1.0, np.abs(safe).max(axis=0))
+    return ~finite | (safe.std(axis=0) <= tol * scale)
+
+
+def _standardise(A: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Columns centred and scaled to unit population std; constant columns flagged."""
+    const = constant_columns(A, tol)
+    centred = A - A.mean(axis=0)
+    std = centred.std(axis=0)
+    z = np.divide(centred, std, out=np.zeros_like(centred), where=~const)
+    return z, const
+
+
+def pearson_columns(A: np.ndarray, B: np.ndarray, tol: float = DEFAULT_CONSTANT_RTOL) -> np.ndarray:
+    """Pearson r between matching columns of ``A`` and ``B``.
+
+    r is NaN where either column is constant (see :func:`constant_columns`):
+    correlation is undefined there, and reporting 0 would silently bias mean
+    r over voxels. Callers exclude NaN voxels explicitly.
+
+    Returns
+    -------
+    array (n_columns,), float64
+    """
+    A, B = _as_2d(A), _as_2d(B)
+    if A.shape != B.shape:
+        raise ValueError(f"shape mismatch {A.shape} vs {B.shape}")
+    za, ca = _standardise(A, tol)
+    zb, cb = _standardise(B, tol)
+    r = np.einsum("tv,tv->v", za, zb) / A.shape[0]
+    r = np.clip(r, -1.0, 1.0)
+    r[ca | cb] = np.nan
+    return r
+
+
+def _block_permutations(n_blocks: int, n_perm: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.argsort(rng.random((n_perm, n_blocks)), axis=1)
+
+
+def block_permutation_pvalues(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_perm: int = 1000,
+    block_size: int = 10,
+    seed: int = 0,
+    tol: float = DEFAULT_CONSTANT_RTOL,
+    return_null: bool = False,
+):
+    """One-sided block-permutation p-values of the per-voxel Pearson r.
+
+    The measured series is cut into consecutive blocks of ``block_size`` TRs
+    whose order is permuted (the same permutation for all voxels in a draw),
+    keeping within-block autocorrelation. p = (1 + #{r_perm >= r}) /
+    (1 + n_perm). When the length is not a multiple of ``block_size``, the
+    trailing partial block stays in place (it cannot swap with full blocks
+    without shifting them), which makes p slightly conservative.
+
+    Each r_perm is a sum of block-by-block dot products: the table of all
+    (prediction block, measured block) products is computed once per voxel
+    chunk, so a draw costs n_blocks additions per voxel instead of n_TR
+    multiply-adds.
+
+    Returns
+    -------
+    r : array (n_voxels,), observed r (NaN for constant columns)
+    p : array (n_voxels,), NaN where r is NaN
+    null : array (n_perm, n_voxels), only if ``return_null``
+    """
+    y_true, y_pred = _as_2d(y_true), _as_2d(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"shape mismatch {y_true.shape} vs {y_pred.shape}")
+    n_t, n_v = y_true.shape
+    block_size = int(block_size)
+    n_blocks = n_t // block_size
+    if n_blocks < 2:
+        raise ValueError(f"need at least 2 blocks of {block_size} TRs, got {n_t} TRs")
+    zt, ct = _standardise(y_true, tol)
+    zp, cp = _standardise(y_pred, tol)
+    bad = ct | cp
+    perms = _block_permutations(n_blocks, n_perm, seed)
+
+    n_full = n_blocks * block_size
+    r = np.empty(n_v)
+    null = np.empty((n_perm, n_v))
+    chunk = max(1, _MAX_BLOCK_TABLE // (n_blocks * n_blocks))
+    for start in range(0, n_v, chunk):
+        sl = slice(start, start + chunk)
+        pb = zp[:n_full, sl].reshape(n_blocks, block_size, -1)
+        tb = zt[:n_full, sl].reshape(n_blocks, block_size, -1)
+        # table[b, c, v] = <prediction block b, measured block c> for voxel v
+        table = np.einsum("bsv,csv->bcv", pb, tb, optimize=True)
+        tail = np.einsum("tv,tv->v", zp[n_full:, sl], zt[n_full:, sl])
+        # Observed and permuted sums are accumulated in the same order, so
+        # a draw that happens to be the identity ties r exactly.
+        obs = np.zeros(table.shape[2])
+        acc = np.zeros((n_perm, table.shape[2]))
+        for b in range(n_blocks):
+            obs += table[b, b]
+            acc += table[b][perms[:, b]]
+        r[sl] = obs + tail
+        null[sl] = acc + tail
+    r /= n_t
+    null /= n_t
+    p = (1.0 + (null >= r).sum(axis=0)) / (1.0 + n_perm)
+    r[bad] = np.nan
+    p[bad] = np.nan
+    if return_null:
+        null[:, bad] = np.nan
+        return r, p, null
+    return r, p
+
+
+def fdr_bh(pvalues: np.ndarray, q: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Benjamini–Hochberg q-values and the mask of voxels significant at ``q``.
+
+    NaN p-values (excluded voxels) are left out of the correction, get NaN
+    q-values and are never significant.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    qvalues = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        qvalues[ok] = scipy.stats.false_discovery_control(p[ok], method="bh")
+    significant = np.zeros(p.shape, dtype=bool)
+    significant[ok] = qvalues[ok] <= q
+    return qvalues, significant
+
+
+class NoiseCeiling(NamedTuple):
+    ev: np.ndarray  # explainable variance, uncorrected
+    ev_corrected: np.ndarray  # ev - (1 - ev) / (n_repeats - 1)
+    r_ceiling: np.ndarray  # sqrt(clip(ev_corrected, 0, 1)): max expected Pearson r
+
+
+def noise_ceiling(repeats: np.ndarray) -> NoiseCeiling:
+    """Explainable variance of repeated presentations, per voxel.
+
+    ``ev = var_t(mean over repeats) / mean over repeats(var_t)`` with the
+    small-sample correction ``ev - (1 - ev) / (n_repeats - 1)``, as in
+    voxelwise_tutorials ``explainable_variance`` and brain-score. Variances
+    are population variances over time. Voxels constant in every repeat get NaN.
+
+    Parameters
+    ----------
+    repeats : array (n_repeats, n_times, n_voxels), n_repeats >= 2
+    """
+    data = np.asarray(repeats, dtype=np.float64)
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if data.ndim != 3 or data.shape[0] < 2:
+        raise ValueError("repeats must be (n_repeats >= 2, n_times, n_voxels)")
+    n_rep = data.shape[0]
+    mean_var = data.var(axis=1).mean(axis=0)
+    var_mean = data.mean(axis=0).var(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ev = np.where(mean_var > 0, var_mean / mean_var, np.nan)
+    ev_corrected = ev - (1.0 - ev) / (n_rep - 1)
+    r_ceiling = np.sqrt(np.clip(ev_corrected, 0.0, 1.0))
+    return NoiseCeiling(ev, ev_corrected, r_ceiling)

@@ -1,0 +1,118 @@
+"""Figures a paper would carry. Nothing imports this module but workflow scripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+
+sns.set_theme(context="paper", style="ticks", font_scale=1.1)
+
+
+def save_figure(fig, paths, dpi: int = 150) -> None:
+    for p in paths:
+        p = Path(p)
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, format=p.suffix.lstrip("."), dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def token_positions(tokens: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """Place step 0 (no tokens) half a decade left of the first trained checkpoint on a log axis."""
+    tokens = np.asarray(tokens, float)
+    pos = tokens[tokens > 0]
+    init_x = pos.min() / 10**0.5 if len(pos) else 1.0
+    return np.where(tokens > 0, tokens, init_x), (init_x if (tokens == 0).any() else None)
+
+
+def _token_axis(ax, init_x: float | None) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel("training tokens")
+    if init_x is not None:
+        ax.axvline(init_x * 10**0.25, color="0.85", lw=0.8, zorder=0)
+        ax.text(init_x, ax.get_ylim()[0], "init", ha="center", va="bottom", fontsize=8, color="0.4")
+
+
+def encoding_trajectory(summary: pd.DataFrame, groups: pd.DataFrame | None = None,
+                        metric: str = "mean_r"):
+    """Encoding accuracy against training tokens, one line per layer; a panel per planted group."""
+    s = summary[summary["metric"] == metric]
+    panels = [("all voxels", s)]
+    if groups is not None and len(groups):
+        g = groups[groups["metric"] == "mean_r"]
+        panels += [(f"{name} voxels", g[g["group"] == name]) for name in g["group"].unique()]
+    keys = s[["model", "dataset", "subject", "site"]].drop_duplicates().to_records(index=False)
+    fig, axes = plt.subplots(len(keys), len(panels), figsize=(3.2 * len(panels), 2.8 * len(keys)),
+                             squeeze=False, sharex=True, sharey="row")
+    for i, (model, dataset, subject, site) in enumerate(keys):
+        for j, (title, d) in enumerate(panels):
+            ax = axes[i, j]
+            d = d[(d["model"] == model) & (d["dataset"] == dataset) & (d["subject"] == subject)
+                  & (d["site"] == site)]
+            layers = sorted(d["layer"].unique())
+            colors = sns.color_palette("viridis", len(layers))
+            init_x = None
+            for c, layer in zip(colors, layers):
+                dl = d[d["layer"] == layer].sort_values("tokens")
+                x, init_x = token_positions(dl["tokens"].to_numpy())
+                ax.plot(x, dl["value"], "o-", ms=3, lw=1.3, color=c, label=f"L{layer}")
+            ax.axhline(0, color="0.6", lw=0.6)
+            _token_axis(ax, init_x)
+            ax.set_title(title if i == 0 else "")
+            if j == 0:
+                ax.set_ylabel(f"{model} · {site}\n{dataset}/{subject}\ntest r (mean)")
+    axes[0, -1].legend(title="layer", fontsize=7, title_fontsize=8, frameon=False,
+                       bbox_to_anchor=(1.02, 1), loc="upper left")
+    sns.despine(fig)
+    fig.tight_layout()
+    return fig
+
+
+def sheet_image(values: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Put per-voxel values on the 2-D voxel sheet (NaN where no voxel)."""
+    coords = np.asarray(coords, int)
+    img = np.full(coords.max(0) + 1, np.nan)
+    img[coords[:, 0], coords[:, 1]] = values
+    return img
+
+
+def encoding_maps(voxels: pd.DataFrame, coords: dict[tuple[str, str], np.ndarray], layer_of):
+    """Per-voxel r at the first and last checkpoint and their difference, on the voxel layout."""
+    rows = voxels[["model", "dataset", "subject", "site"]].drop_duplicates().to_records(index=False)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(11, 3.2 * len(rows)), squeeze=False)
+    for i, (model, dataset, subject, site) in enumerate(rows):
+        v = voxels[(voxels["model"] == model) & (voxels["dataset"] == dataset)
+                   & (voxels["subject"] == subject) & (voxels["site"] == site)]
+        layer = layer_of(v)
+        v = v[v["layer"] == layer]
+        order = v[["step", "tokens"]].drop_duplicates().sort_values("tokens")
+        first, last = order["step"].iloc[0], order["step"].iloc[-1]
+        xy = coords[(dataset, subject)]
+        r0 = v[v["step"] == first].sort_values("voxel")["r"].to_numpy()
+        r1 = v[v["step"] == last].sort_values("voxel")["r"].to_numpy()
+        lim = np.nanmax(np.abs(np.concatenate([r0, r1])))
+        dlim = np.nanmax(np.abs(r1 - r0))
+        for ax, vals, title, cmap, vl in [
+            (axes[i, 0], r0, f"{first}", "RdBu_r", lim),
+            (axes[i, 1], r1, f"{last}", "RdBu_r", lim),
+            (axes[i, 2], r1 - r0, f"{last} − {first}", "PuOr_r", dlim),
+        ]:
+            if xy.shape[1] == 2:
+                im = ax.imshow(sheet_image(vals, xy), cmap=cmap, vmin=-vl, vmax=vl, origin="lower")
+            else:  # volumetric coordinates: a glass-brain-like projection on x, y
+                im = ax.scatter(xy[:, 0], xy[:, 1], c=vals, cmap=cmap, vmin=-vl, vmax=vl, s=6)
+            ax.set_title(f"{model} L{layer} {title}")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(im, ax=ax, shrink=0.8, label="test r" if "−" not in title else "Δr")
+        axes[i, 0].set_ylabel(f"{dataset}/{subject}")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,33 @@
+"""What every workflow job does first: log to its log file, fix threads and seeds."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+
+import numpy as np
+
+
+def setup_job(log_path: str | None, threads: int = 1, seed: int | None = None) -> logging.Logger:
+    """Log to ``log_path`` (and stderr), cap torch/BLAS threads, seed every generator."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        import torch
+
+        # Two busy cores make multi-threaded torch collapse; the job's `threads` is the cap.
+        torch.set_num_threads(max(1, int(threads)))
+        if seed is not None:
+            torch.manual_seed(seed)
+    except ImportError:
+        pass
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+    return logging.getLogger("brainphase")

@@ -1,0 +1,112 @@
+"""The stimulus and brain-data contracts: read, write and check them.
+
+Stimulus set ``results/stimuli/{stimset}.parquet``: one row per text unit
+(unit_id, run, text, lang, onset, offset, ...). Brain dataset
+``results/brain/{dataset}/{subject}.h5``: one group per run holding ``data``
+(time x channels, float32), attrs ``split`` and optional ``repeats``
+(repeats x time x channels); file attrs ``tr`` and dataset ``coords``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .io import atomic_path
+
+STIMULUS_COLUMNS = ("unit_id", "run", "text", "lang", "onset", "offset")
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and the fix."""
+
+
+@dataclass
+class BrainRun:
+    data: np.ndarray  # (T, V)
+    split: str
+    repeats: np.ndarray | None = None  # (R, T, V)
+
+
+@dataclass
+class BrainData:
+    runs: dict[str, BrainRun]
+    tr: float
+    coords: np.ndarray  # (V, k): sheet or voxel coordinates for maps
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def n_channels(self) -> int:
+        return self.coords.shape[0]
+
+    def tr_times(self, run: str) -> np.ndarray:
+        # Mid-TR, as the Huth-lab code times a volume (trigger + TR/2).
+        return (np.arange(self.runs[run].data.shape[0]) + 0.5) * self.tr
+
+
+def write_brain(path: str | Path, runs: dict[str, BrainRun], tr: float, coords: np.ndarray,
+                attrs: dict | None = None) -> None:
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["tr"] = float(tr)
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v
+            f.create_dataset("coords", data=np.asarray(coords))
+            for name, run in runs.items():
+                g = f.create_group(f"runs/{name}")
+                g.attrs["split"] = run.split
+                g.create_dataset("data", data=np.asarray(run.data, np.float32))
+                if run.repeats is not None:
+                    g.create_dataset("repeats", data=np.asarray(run.repeats, np.float32))
+
+
+def read_brain(path: str | Path) -> BrainData:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: brain file missing; rerun the rule that writes it")
+    runs = {}
+    with h5py.File(path, "r") as f:
+        tr = float(f.attrs["tr"])
+        coords = f["coords"][()]
+        attrs = {k: f.attrs[k] for k in f.attrs if k != "tr"}
+        for name, g in f["runs"].items():
+            data = g["data"][()]
+            if data.ndim != 2 or data.shape[1] != coords.shape[0]:
+                raise DataError(f"{path}: run {name} has shape {data.shape}, expected (time, "
+                                f"{coords.shape[0]} channels as in coords)")
+            if not np.isfinite(data).all():
+                raise DataError(f"{path}: run {name} contains NaN or inf; mask or interpolate "
+                                "those samples in preprocessing")
+            reps = g["repeats"][()] if "repeats" in g else None
+            runs[name] = BrainRun(data, str(g.attrs["split"]), reps)
+    return BrainData(runs, tr, coords, attrs)
+
+
+def read_stimuli(path: str | Path) -> pd.DataFrame:
+    df = pd.read_parquet(path)
+    missing = [c for c in STIMULUS_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: stimulus table lacks columns {missing}; "
+                        f"the contract needs {list(STIMULUS_COLUMNS)}")
+    return df
+
+
+def check_alignment(stimuli: pd.DataFrame, brain: BrainData, stim_path: str, brain_path: str) -> None:
+    """Every run needs both stimulus timings and brain data, and the words must fit in the run."""
+    stim_runs = set(stimuli["run"].unique())
+    missing = sorted(stim_runs - set(brain.runs))
+    if missing:
+        raise DataError(f"{brain_path}: no brain data for runs {missing} of {stim_path}; "
+                        "drop those runs from the stimulus set or add their data")
+    for run, words in stimuli.groupby("run"):
+        n = brain.runs[run].data.shape[0]
+        end = float(words["offset"].max())
+        if end > n * brain.tr:
+            raise DataError(
+                f"{brain_path}: run {run} has {n} TRs ({n * brain.tr:.1f} s at TR {brain.tr} s) but "
+                f"its words in {stim_path} go on to {end:.1f} s; the run is truncated or the "
+                "timings belong to another run — fix the run length or the word onsets")

@@ -1,0 +1,158 @@
+"""Assemble the demo world: lexicon + facts, training corpus, stimulus stories, fMRI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import fmri
+from .lexicon import Lexicon, generate_lexicon
+from .stories import Facts, StoryTeller, Word, generate_facts, story_text
+
+
+@dataclass
+class World:
+    lexicon: Lexicon
+    facts: Facts
+
+
+def build_world(seed: int) -> World:
+    lexicon = generate_lexicon(seed)
+    return World(lexicon, generate_facts(lexicon, seed + 1))
+
+
+def build_corpus(world: World, n_stories: int, words_range: tuple[int, int], langs: list[str],
+                 seed: int) -> pd.DataFrame:
+    """Training documents, one story each, languages alternating."""
+    teller = StoryTeller(world.lexicon, world.facts, seed)
+    rng = np.random.default_rng(seed + 7)
+    lengths = rng.integers(words_range[0], words_range[1] + 1, size=n_stories)
+    rows = []
+    for i, n in enumerate(lengths):
+        lang = langs[i % len(langs)]
+        rows.append({"doc": i, "lang": lang, "text": story_text(teller.story(lang, int(n)))})
+    return pd.DataFrame(rows)
+
+
+def word_timings(words: list[Word], rng: np.random.Generator, lead_in: float) -> tuple[np.ndarray, np.ndarray]:
+    """Onset and offset of every word as read aloud: longer words last longer, pauses at full stops."""
+    onsets, offsets = np.empty(len(words)), np.empty(len(words))
+    t = lead_in
+    for i, w in enumerate(words):
+        if w.category == "punct":
+            dur = 0.0
+            gap = rng.uniform(0.25, 0.45)
+        else:
+            per_char = 0.055 if w.lang == "en" else 0.11
+            dur = 0.10 + per_char * len(w.form) + rng.uniform(0, 0.05)
+            gap = rng.uniform(0.02, 0.08)
+        onsets[i], offsets[i] = t, t + dur
+        t += dur + gap
+    return onsets, offsets
+
+
+def stimulus_stories(world: World, n_train: int, n_test: int, words_per_story: int, lang: str,
+                     seed: int, lead_in: float = 10.0) -> pd.DataFrame:
+    """The stimulus contract for the listening experiment, with the narrative truth as columns."""
+    teller = StoryTeller(world.lexicon, world.facts, seed)
+    rng = np.random.default_rng(seed + 11)
+    names = [f"story{i + 1:02d}" for i in range(n_train)] + [f"test{i + 1:02d}" for i in range(n_test)]
+    frames = []
+    for run in names:
+        words = teller.story(lang, words_per_story)
+        on, off = word_timings(words, rng, lead_in)
+        frames.append(pd.DataFrame({
+            "unit_id": [f"{run}_{i:04d}" for i in range(len(words))],
+            "run": run,
+            "split": "test" if run.startswith("test") else "train",
+            "word_index": np.arange(len(words)),
+            "text": [w.form for w in words],
+            "lang": lang,
+            "onset": on,
+            "offset": off,
+            "concept": [w.concept for w in words],
+            "category": [w.category for w in words],
+            "place": [w.place for w in words],
+            "mood": [w.mood for w in words],
+            "sentence": [w.sentence for w in words],
+            "sentence_type": [w.sentence_type for w in words],
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class FMRIParams:
+    tr: float = 2.0
+    sheet: tuple[int, int] = (20, 25)
+    n_repeats: int = 4
+    tail: float = 10.0  # seconds recorded after the last word
+    fractions: dict[str, float] = field(default_factory=lambda: {
+        "lowlevel": 0.15, "semantic": 0.25, "narrative": 0.2, "hidden": 0.1, "null": 0.3})
+    amplitude: dict[str, float] = field(default_factory=lambda: {
+        "lowlevel": 1.0, "semantic": 1.0, "narrative": 1.0, "hidden": 1.0})
+    noise_sigma: float = 1.5
+    noise_ar: float = 0.5
+    drift: float = 0.5
+    tuning_sigma: float = 2.0
+
+
+def simulate_fmri(stimuli: pd.DataFrame, categories: list[str], params: FMRIParams, seed: int):
+    """Simulate one subject listening to every run of ``stimuli``.
+
+    Returns (runs, truth): runs maps run -> {"data": (T, V) float32, "split",
+    optional "repeats": (R, T, V)}, truth is one row per voxel (group, sheet
+    position, amplitude) plus the tuning weights per group.
+    """
+    rng = np.random.default_rng(seed)
+    space = fmri.FeatureSpace.draw(categories, rng)
+    sheet = fmri.draw_sheet(params.sheet, params.fractions, rng)
+    weights = {}
+    d = {"lowlevel": 2, "semantic": space.semantic.shape[1],
+         "narrative": space.place.shape[1] + space.mood.shape[1], "hidden": 1}
+    for g, dims in d.items():
+        weights[g] = fmri.smooth_field(params.sheet, dims, params.tuning_sigma, rng)
+
+    clean = {}
+    meta = {}
+    for run, words in stimuli.groupby("run", sort=False):
+        n_trs = int(np.ceil((words["offset"].max() + params.tail) / params.tr))
+        hidden = fmri.arousal_latent(len(words), rng)
+        feats = fmri.word_features(words, space, hidden)
+        sig = np.zeros((n_trs, sheet.n_voxels))
+        for g, f in feats.items():
+            bold = fmri.events_to_bold(words["onset"].to_numpy(), f, n_trs, params.tr)
+            mask = sheet.group == g
+            sig[:, mask] = np.einsum("td,vd->tv", bold, weights[g][mask])
+        clean[run] = sig
+        meta[run] = words["split"].iloc[0]
+
+    # Scale each voxel's signal to unit variance over the training runs, then to its amplitude.
+    train = np.concatenate([s for r, s in clean.items() if meta[r] == "train"])
+    sd = train.std(0)
+    sd[sd == 0] = 1.0
+    amp = np.array([params.amplitude.get(g, 0.0) for g in sheet.group])
+
+    runs = {}
+    for run, sig in clean.items():
+        sig = sig / sd * amp
+        n = params.n_repeats if meta[run] == "test" else 1
+        reps = np.stack([
+            sig + fmri.smooth_noise(len(sig), params.sheet, rng, params.noise_sigma, params.noise_ar)
+            + fmri.drift(len(sig), sheet.n_voxels, rng, params.drift)
+            for _ in range(n)
+        ]).astype(np.float32)
+        entry = {"data": reps.mean(0) if n > 1 else reps[0], "split": meta[run]}
+        if n > 1:
+            entry["repeats"] = reps
+        runs[run] = entry
+
+    truth = pd.DataFrame({
+        "voxel": np.arange(sheet.n_voxels),
+        "row": sheet.coords[:, 0],
+        "col": sheet.coords[:, 1],
+        "group": sheet.group,
+        "amplitude": amp,
+    })
+    return runs, truth, weights

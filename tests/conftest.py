@@ -1,0 +1,44 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the repo's Snakefile in ``workdir`` (which holds config/config.yaml)."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+def make_workdir(tmp: Path, config: Path | str = REPO / "tests/data/micro.yaml") -> Path:
+    (tmp / "config").mkdir(parents=True, exist_ok=True)
+    shutil.copy(config, tmp / "config/config.yaml")
+    return tmp
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory):
+    """The whole DAG on the micro config, run once per test session."""
+    wd = make_workdir(tmp_path_factory.mktemp("micro"))
+    proc = run_snakemake(wd, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return wd

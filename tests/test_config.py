@@ -1,0 +1,65 @@
+"""Config validation names the key, the expectation and what was found."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import tomllib
+import yaml
+
+from brainphase.config import ConfigError, load_config, validate_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def config():
+    return load_config(REPO / "config/config.yaml")
+
+
+def test_shipped_configs_validate():
+    load_config(REPO / "config/config.yaml")
+    load_config(REPO / "tests/data/micro.yaml")
+
+
+def test_unknown_key_named_with_its_path(config):
+    config["encoding"]["n_perms"] = 10
+    with pytest.raises(ConfigError, match=r"unknown config key encoding\.n_perms; allowed keys here: .*n_perm"):
+        validate_config(config)
+
+
+def test_wrong_type_named(config):
+    config["models"][0]["train"]["steps"] = "many"
+    with pytest.raises(ConfigError, match=r"models\.0\.train\.steps: expected integer, got str 'many'"):
+        validate_config(config)
+
+
+def test_enum_violation(config):
+    config["device"] = "tpu"
+    with pytest.raises(ConfigError, match=r"device: 'tpu' is not one of"):
+        validate_config(config)
+
+
+def test_checkpoint_beyond_training(config):
+    config["models"][0]["train"]["checkpoints"].append(10**6)
+    with pytest.raises(ConfigError, match="exceed train.steps"):
+        validate_config(config)
+
+
+def test_duplicate_model_names(config):
+    config["models"].append(copy.deepcopy(config["models"][0]))
+    with pytest.raises(ConfigError, match="model names must be unique"):
+        validate_config(config)
+
+
+def test_conda_env_pins_agree_with_pyproject():
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = dict(d.split("==") for d in deps)
+    assert all("==" in d for d in deps), "every dependency is pinned exactly"
+    for env in (REPO / "envs").glob("*.yaml"):
+        spec = yaml.safe_load(env.read_text())
+        pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+        env_pins = dict(p.split("==") for p in pip if "==" in p)
+        for name, version in env_pins.items():
+            assert pins.get(name) == version, f"{env.name}: {name}=={version} vs pyproject {pins.get(name)}"
+        assert set(pins) <= set(env_pins), f"{env.name} lacks {set(pins) - set(env_pins)}"

@@ -1,0 +1,34 @@
+# Checkpoints: the demo trains its own tiny LM and saves Hugging Face
+# directories at log-spaced steps. One rule per trained model because the
+# checkpoint list (its outputs) comes from that model's config entry.
+
+for _m in config["models"]:
+    if _m["source"] != "train":
+        continue
+
+    rule:
+        name:
+            f"train_{_m['name']}"
+        input:
+            corpus=f"{R}/world/corpus.parquet",
+        output:
+            checkpoints=[
+                directory(f"{R}/checkpoints/{_m['name']}/{s}") for s in revisions(_m)
+            ],
+            log_table=f"{R}/checkpoints/{_m['name']}/train_log.tsv",
+        params:
+            model=_m,
+            device=config["device"],
+        threads: config["threads"]
+        log:
+            f"{R}/logs/train/{_m['name']}.log",
+        benchmark:
+            f"{R}/benchmarks/train/{_m['name']}.tsv"
+        conda:
+            ENV
+        resources:
+            mem_mb=4000,
+            runtime=60,
+            gpu=0,
+        script:
+            "../scripts/train_toy_lm.py"

@@ -1,0 +1,86 @@
+# Config validation and the input functions every stage builds its targets from.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from brainphase.config import (  # noqa: E402
+    ConfigError,
+    dataset_entry,
+    model_entry,
+    revisions,
+    tokens_for,
+    validate_config,
+)
+
+try:
+    validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+R = "results"
+ENV = "../../envs/brainphase.yaml"
+
+
+wildcard_constraints:
+    model=r"[^/]+",
+    step=r"[^/]+",
+    dataset=r"[^/]+",
+    subject=r"[^/]+",
+    stimset=r"[^/]+",
+
+
+def models():
+    return [m["name"] for m in config["models"]]
+
+
+def steps(model):
+    return revisions(model_entry(config, model))
+
+
+def fmri_datasets():
+    return [d for d in config["datasets"] if d["kind"] == "fmri"]
+
+
+def stimset_of(dataset):
+    # One stimulus set per dataset: the words the subjects heard.
+    return dataset
+
+
+def encoding_jobs():
+    return [
+        f"{R}/encoding/{m}/{s}/{d['name']}/{sub}.parquet"
+        for m in models()
+        for s in steps(m)
+        for d in fmri_datasets()
+        for sub in d["subjects"]
+    ]
+
+
+def brain_files():
+    return [f"{R}/brain/{d['name']}/{sub}.h5" for d in fmri_datasets() for sub in d["subjects"]]
+
+
+def truth_files():
+    return [
+        f"{R}/brain/{d['name']}/{sub}.truth.parquet"
+        for d in fmri_datasets()
+        if d["source"] == "toyworld"
+        for sub in d["subjects"]
+    ]
+
+
+def figure_files(name):
+    return [f"{R}/figures/{name}.{ext}" for ext in config["plots"]["formats"]]
+
+
+def all_targets():
+    targets = [
+        f"{R}/tables/encoding.parquet",
+        f"{R}/tables/encoding_voxels.parquet",
+        *figure_files("encoding_trajectory"),
+        *figure_files("encoding_maps"),
+    ]
+    if truth_files():
+        targets.append(f"{R}/tables/encoding_groups.parquet")
+    return targets

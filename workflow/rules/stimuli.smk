@@ -1,0 +1,64 @@
+# The demo world: language, facts and training corpus; stimulus stories and a
+# simulated listener per subject. Real-data loaders write the same contracts.
+
+
+rule toy_world:
+    output:
+        lexicon=f"{R}/world/lexicon.parquet",
+        facts=f"{R}/world/facts.parquet",
+        corpus=f"{R}/world/corpus.parquet",
+    params:
+        world=config["world"],
+    log:
+        f"{R}/logs/toy_world.log",
+    benchmark:
+        f"{R}/benchmarks/toy_world.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/toy_world.py"
+
+
+rule toy_stimuli:
+    output:
+        stimuli=f"{R}/stimuli/{{dataset}}.parquet",
+    params:
+        world=config["world"],
+        simulate=lambda wc: dataset_entry(config, wc.dataset)["simulate"],
+    log:
+        f"{R}/logs/toy_stimuli/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/toy_stimuli/{{dataset}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/toy_stimuli.py"
+
+
+rule toy_fmri:
+    input:
+        stimuli=f"{R}/stimuli/{{dataset}}.parquet",
+        lexicon=f"{R}/world/lexicon.parquet",
+    output:
+        brain=f"{R}/brain/{{dataset}}/{{subject}}.h5",
+        truth=f"{R}/brain/{{dataset}}/{{subject}}.truth.parquet",
+    params:
+        simulate=lambda wc: dataset_entry(config, wc.dataset)["simulate"],
+        subjects=lambda wc: dataset_entry(config, wc.dataset)["subjects"],
+    log:
+        f"{R}/logs/toy_fmri/{{dataset}}/{{subject}}.log",
+    benchmark:
+        f"{R}/benchmarks/toy_fmri/{{dataset}}/{{subject}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../scripts/toy_fmri.py"

@@ -1,0 +1,27 @@
+"""Concatenate per-job encoding results into the tidy tables."""
+
+import pandas as pd
+
+from brainphase.encoding.summary import group_trajectories, summarise_voxels
+from brainphase.io import write_parquet
+from brainphase.runtime import setup_job
+
+snakemake = snakemake  # noqa: F821
+log = setup_job(snakemake.log[0])
+voxels = pd.concat([pd.read_parquet(p) for p in snakemake.input.voxels], ignore_index=True)
+write_parquet(voxels, snakemake.output.voxels)
+summary = summarise_voxels(voxels)
+write_parquet(summary, snakemake.output.summary)
+if snakemake.input.truth:
+    truths = []
+    for p in snakemake.input.truth:
+        # results/brain/{dataset}/{subject}.truth.parquet
+        parts = p.split("/")
+        t = pd.read_parquet(p).assign(dataset=parts[-2], subject=parts[-1].removesuffix(".truth.parquet"))
+        truths.append(t)
+    groups = group_trajectories(voxels, pd.concat(truths, ignore_index=True))
+    write_parquet(groups, snakemake.output.groups)
+    best = groups[groups["metric"] == "best_layer_r"].pivot_table(
+        index="tokens", columns="group", values="value")
+    log.info("best-layer r per planted group:\n%s", best.round(3).to_string())
+log.info("%d voxel rows from %d jobs", len(voxels), len(snakemake.input.voxels))

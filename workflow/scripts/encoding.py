@@ -1,0 +1,32 @@
+"""Voxelwise encoding of one subject from one checkpoint's cached activations."""
+
+from brainphase.activations import load_activations
+from brainphase.config import alphas
+from brainphase.encoding.pipeline import encode_layers
+from brainphase.io import write_parquet
+from brainphase.runtime import setup_job
+from brainphase.stimuli import DataError, check_alignment, read_brain, read_stimuli
+
+snakemake = snakemake  # noqa: F821
+log = setup_job(snakemake.log[0], snakemake.threads, snakemake.params.seed)
+enc = snakemake.params.encoding
+wc = snakemake.wildcards
+
+stimuli = read_stimuli(snakemake.input.stimuli)
+brain = read_brain(snakemake.input.brain)
+check_alignment(stimuli, brain, snakemake.input.stimuli, snakemake.input.brain)
+acts, meta = load_activations(snakemake.input.activations)
+if list(meta["unit_ids"]) != stimuli["unit_id"].tolist():
+    raise DataError(f"{snakemake.input.activations}: unit ids differ from {snakemake.input.stimuli}; "
+                    "the activation cache is stale — delete it and rerun")
+
+voxels = encode_layers(
+    acts, stimuli, brain, delays=enc["delays"], trim=enc["trim"], alphas=alphas(enc),
+    cv_splits=enc["cv_splits"], n_perm=enc["n_perm"], block_size=enc["block_size"],
+    fdr_q=enc["fdr_q"], seed=snakemake.params.seed, backend=enc["backend"])
+voxels.insert(0, "subject", wc.subject)
+voxels.insert(0, "dataset", wc.dataset)
+voxels.insert(0, "tokens", int(snakemake.params.tokens))
+voxels.insert(0, "step", wc.step)
+voxels.insert(0, "model", wc.model)
+write_parquet(voxels, snakemake.output[0])

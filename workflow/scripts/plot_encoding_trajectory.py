@@ -1,0 +1,11 @@
+import pandas as pd
+
+from brainphase.plots import encoding_trajectory, save_figure
+from brainphase.runtime import setup_job
+
+snakemake = snakemake  # noqa: F821
+setup_job(snakemake.log[0])
+summary = pd.read_parquet(snakemake.input.summary)
+groups = pd.read_parquet(snakemake.input.groups) if snakemake.input.groups else None
+fig = encoding_trajectory(summary, groups)
+save_figure(fig, snakemake.output, dpi=snakemake.params.plots["dpi"])
