@@ -216,6 +216,10 @@ def test_input_errors(model, tokenizer, word_units, prompt_units):
         extract_activations(model, tokenizer, prompt_units, "last", context_window=8)
     with pytest.raises(ValueError, match="word_index"):
         extract_activations(model, tokenizer, prompt_units, "word")
+    dup = word_units.copy()
+    dup.loc[1, ["run", "word_index"]] = dup.loc[0, ["run", "word_index"]].values
+    with pytest.raises(ValueError, match="duplicate"):
+        extract_activations(model, tokenizer, dup, "word")
     bad = prompt_units.copy()
     bad.loc[2, "text"] = " "
     with pytest.raises(ValueError, match="p2"):

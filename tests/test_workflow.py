@@ -67,9 +67,9 @@ def test_micro_run_end_to_end(micro_run):
     assert sorted(summary["layer"].unique()) == [0, 1, 2]
     mean_r = summary[summary["metric"] == "mean_r"]["value"]
     assert mean_r.notna().all() and (mean_r.abs() < 1).all()
-    kept = voxels[~voxels["excluded"]]
-    assert kept[["r", "p", "q", "alpha"]].notna().all().all()
-    assert ((kept["p"] > 0) & (kept["p"] <= 1)).all()
+    assert "excluded" not in voxels and voxels.notna().all().all()
+    assert summary["value"].notna().all() and groups["value"].notna().all()
+    assert ((voxels["p"] > 0) & (voxels["p"] <= 1)).all()
     assert set(groups["group"]) >= {"lowlevel", "semantic", "null"}
     for f in ("encoding_trajectory.png", "encoding_maps.png"):
         assert (r / "figures" / f).stat().st_size > 10_000

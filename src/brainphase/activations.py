@@ -11,6 +11,9 @@ context), ``last`` (last token of a unit's own text) and ``mean`` (mean over
 a unit's own tokens, BOS excluded). Every sequence starts with the
 tokenizer's BOS, prepended here rather than left to the tokenizer, so
 models whose tokenizers do not add it themselves (Pythia) are treated alike.
+A context cut by ``context_window`` or by the model's maximum length is a
+plain slice of the story's tokens: it starts mid-story, without a BOS, as
+the packed windows these models were trained on do.
 """
 
 from __future__ import annotations
@@ -162,6 +165,12 @@ def _check_texts(units: pd.DataFrame, columns: Sequence[str]) -> None:
 
 def _word_items(units: pd.DataFrame, tokenizer, max_len: int, context_window: int | None) -> list[_Item]:
     _check_texts(units, ("unit_id", "run", "text", "word_index"))
+    if units["run"].isna().any() or units["word_index"].isna().any():
+        raise ValueError("word units need a run and a word_index on every row; fix the stimulus set")
+    duplicated = units.duplicated(["run", "word_index"])
+    if duplicated.any():
+        raise ValueError(f"duplicate (run, word_index) for units {units.loc[duplicated, 'unit_id'].tolist()[:10]}; "
+                         f"fix the stimulus set")
     bos = _bos_id(tokenizer)
     rows = np.arange(len(units))
     items: list[_Item] = []
@@ -295,8 +304,6 @@ def extract_activations(
     ``None`` means the whole story (in overlapping windows if it exceeds the
     model's positions). ``device=None`` keeps the model where it is.
     """
-    import torch
-
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
     if context_window is not None and pooling != "word":

@@ -84,6 +84,13 @@ def sheet_image(values: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return img
 
 
+def _per_voxel(v: pd.DataFrame, n_voxels: int) -> np.ndarray:
+    """r by voxel index; voxels missing from the table (excluded) stay NaN, drawn blank."""
+    out = np.full(n_voxels, np.nan)
+    out[v["voxel"].to_numpy()] = v["r"].to_numpy()
+    return out
+
+
 def encoding_maps(voxels: pd.DataFrame, coords: dict[tuple[str, str], np.ndarray], layer_of):
     """Per-voxel r at the first and last checkpoint and their difference, on the voxel layout."""
     rows = voxels[["model", "dataset", "subject", "site"]].drop_duplicates().to_records(index=False)
@@ -96,8 +103,7 @@ def encoding_maps(voxels: pd.DataFrame, coords: dict[tuple[str, str], np.ndarray
         order = v[["step", "tokens"]].drop_duplicates().sort_values("tokens")
         first, last = order["step"].iloc[0], order["step"].iloc[-1]
         xy = coords[(dataset, subject)]
-        r0 = v[v["step"] == first].sort_values("voxel")["r"].to_numpy()
-        r1 = v[v["step"] == last].sort_values("voxel")["r"].to_numpy()
+        r0, r1 = (_per_voxel(v[v["step"] == s], len(xy)) for s in (first, last))
         lim = np.nanmax(np.abs(np.concatenate([r0, r1])))
         dlim = np.nanmax(np.abs(r1 - r0))
         for ax, vals, title, cmap, vl in [

@@ -42,6 +42,12 @@ def fmri_datasets():
     return [d for d in config["datasets"] if d["kind"] == "fmri"]
 
 
+def story_params(dataset):
+    sim = dataset_entry(config, dataset)["simulate"]
+    keys = ("seed", "stories_train", "stories_test", "words_per_story", "language")
+    return {k: sim[k] for k in keys}
+
+
 def stimset_of(dataset):
     # One stimulus set per dataset: the words the subjects heard.
     return dataset

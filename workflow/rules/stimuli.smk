@@ -27,7 +27,9 @@ rule toy_stimuli:
         stimuli=f"{R}/stimuli/{{dataset}}.parquet",
     params:
         world=config["world"],
-        simulate=lambda wc: dataset_entry(config, wc.dataset)["simulate"],
+        # Only what shapes the stories: changing the simulated brain must not
+        # invalidate the stimuli and every activation cache downstream.
+        stories=lambda wc: story_params(wc.dataset),
     log:
         f"{R}/logs/toy_stimuli/{{dataset}}.log",
     benchmark:

@@ -2,14 +2,18 @@
 
 import pandas as pd
 
-from brainphase.encoding.summary import group_trajectories, summarise_voxels
+from brainphase.encoding.summary import group_trajectories, scored_voxels, summarise_voxels
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
 
 snakemake = snakemake  # noqa: F821
 log = setup_job(snakemake.log[0])
 voxels = pd.concat([pd.read_parquet(p) for p in snakemake.input.voxels], ignore_index=True)
-write_parquet(voxels, snakemake.output.voxels)
+excluded = voxels[voxels["excluded"]]
+if len(excluded):
+    log.warning("%d voxel fits excluded as constant (voxels %s)", len(excluded),
+                sorted(excluded["voxel"].unique())[:20])
+write_parquet(scored_voxels(voxels), snakemake.output.voxels)
 summary = summarise_voxels(voxels)
 write_parquet(summary, snakemake.output.summary)
 if snakemake.input.truth:

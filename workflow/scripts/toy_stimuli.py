@@ -6,7 +6,7 @@ from brainphase.toyworld import build_world, stimulus_stories
 
 snakemake = snakemake  # noqa: F821
 log = setup_job(snakemake.log[0])
-sim = snakemake.params.simulate
+sim = snakemake.params.stories
 world = build_world(snakemake.params.world["seed"])
 stim = stimulus_stories(world, sim["stories_train"], sim["stories_test"], sim["words_per_story"],
                         sim["language"], sim["seed"])

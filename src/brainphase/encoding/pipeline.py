@@ -46,15 +46,15 @@ def ceiling_per_voxel(brain, test_runs: list[str], trim: int) -> np.ndarray | No
         return None
     sl = slice(trim, -trim if trim else None)
     stacked = np.concatenate([r[:, sl] for r in reps], axis=1)  # (R, T, V)
-    return noise_ceiling(stacked)["r_ceiling"]
+    return noise_ceiling(stacked).r_ceiling
 
 
 def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, *, delays, trim, alphas,
                   cv_splits, n_perm, block_size, fdr_q, seed, backend) -> pd.DataFrame:
     """One row per (site, layer, voxel)."""
     train_runs, test_runs = runs_by_split(stimuli, brain)
-    y_train = prepare_responses([brain.runs[r].data for r in train_runs], trim)
-    y_test = prepare_responses([brain.runs[r].data for r in test_runs], trim)
+    y_train, _ = prepare_responses([brain.runs[r].data for r in train_runs], trim)
+    y_test, _ = prepare_responses([brain.runs[r].data for r in test_runs], trim)
     ceiling = ceiling_per_voxel(brain, test_runs, trim)
     frames = []
     for name, a in acts.items():
@@ -69,7 +69,8 @@ def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, *, 
             "r": res.r, "p": res.p, "q": res.q, "significant": res.significant,
             "alpha": res.alpha, "excluded": res.excluded,
         })
-        df["ceiling_r"] = ceiling if ceiling is not None else np.nan
+        if ceiling is not None:  # no repeated test runs, no ceiling column
+            df["ceiling_r"] = ceiling
         frames.append(df)
         log.info("%s: mean r %.3f, %.1f%% significant, %d excluded (%.1fs)", name,
                  np.nanmean(res.r), 100 * np.mean(res.significant), res.excluded.sum(),

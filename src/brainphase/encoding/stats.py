@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse
 import scipy.stats
 
 # Relative tolerance under which a column's std counts as zero. float32 data
@@ -12,7 +13,7 @@ import scipy.stats
 DEFAULT_CONSTANT_RTOL = 1e-6
 
 # Elements of the (block x block x voxel) table built at once.
-_MAX_BLOCK_TABLE = 2**24
+_MAX_BLOCK_TABLE = 2**22
 
 
 def _as_2d(a: np.ndarray) -> np.ndarray:
@@ -92,8 +93,8 @@ def block_permutation_pvalues(
 
     Each r_perm is a sum of block-by-block dot products: the table of all
     (prediction block, measured block) products is computed once per voxel
-    chunk, so a draw costs n_blocks additions per voxel instead of n_TR
-    multiply-adds.
+    chunk, and all draws are one sparse selection from it (n_blocks
+    additions per voxel and draw instead of n_TR multiply-adds).
 
     Returns
     -------
@@ -115,8 +116,15 @@ def block_permutation_pvalues(
     perms = _block_permutations(n_blocks, n_perm, seed)
 
     n_full = n_blocks * block_size
-    r = np.empty(n_v)
-    null = np.empty((n_perm, n_v))
+    # Row 0 is the identity: r and every r_perm come out of the same sparse
+    # product, so a draw that happens to be the identity ties r exactly.
+    orders = np.vstack([np.arange(n_blocks), perms])
+    cols = (np.arange(n_blocks)[None, :] * n_blocks + orders).ravel()
+    rows = np.repeat(np.arange(n_perm + 1), n_blocks)
+    select = scipy.sparse.csr_matrix(
+        (np.ones(cols.size), (rows, cols)), shape=(n_perm + 1, n_blocks * n_blocks)
+    )
+    sums = np.empty((n_perm + 1, n_v))
     chunk = max(1, _MAX_BLOCK_TABLE // (n_blocks * n_blocks))
     for start in range(0, n_v, chunk):
         sl = slice(start, start + chunk)
@@ -125,15 +133,8 @@ def block_permutation_pvalues(
         # table[b, c, v] = <prediction block b, measured block c> for voxel v
         table = np.einsum("bsv,csv->bcv", pb, tb, optimize=True)
         tail = np.einsum("tv,tv->v", zp[n_full:, sl], zt[n_full:, sl])
-        # Observed and permuted sums are accumulated in the same order, so
-        # a draw that happens to be the identity ties r exactly.
-        obs = np.zeros(table.shape[2])
-        acc = np.zeros((n_perm, table.shape[2]))
-        for b in range(n_blocks):
-            obs += table[b, b]
-            acc += table[b][perms[:, b]]
-        r[sl] = obs + tail
-        null[sl] = acc + tail
+        sums[:, sl] = select @ table.reshape(n_blocks * n_blocks, -1) + tail
+    r, null = sums[0], sums[1:]
     r /= n_t
     null /= n_t
     p = (1.0 + (null >= r).sum(axis=0)) / (1.0 + n_perm)

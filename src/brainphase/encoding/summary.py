@@ -11,7 +11,10 @@ TIDY = ["analysis", "model", "step", "tokens", "layer", "site", "dataset", "subj
 
 
 def _tidy(wide: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Long format; a metric that was not measurable (no significant voxel, no
+    repeats for a ceiling) has no row rather than a NaN."""
     long = wide.melt(id_vars=keys, value_vars=metrics, var_name="metric", value_name="value")
+    long = long[long["value"].notna()]
     long["analysis"] = "encoding"
     for c in ("task", "lang"):
         long[c] = None
@@ -20,11 +23,19 @@ def _tidy(wide: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFra
                                            ignore_index=True)
 
 
+def scored_voxels(voxels: pd.DataFrame) -> pd.DataFrame:
+    """The per-voxel table without excluded (constant) voxels: no NaN r reaches the tables."""
+    return voxels[~voxels["excluded"]].drop(columns="excluded").reset_index(drop=True)
+
+
 def summarise_voxels(voxels: pd.DataFrame, min_ceiling: float = 0.1) -> pd.DataFrame:
     """Mean r, mean r of significant voxels, fraction significant, ceiling-normalised r."""
     v = voxels[~voxels["excluded"]].copy()
-    ok = v["ceiling_r"] > min_ceiling
-    v["r_norm"] = np.where(ok, v["r"] / v["ceiling_r"].where(ok), np.nan)
+    if "ceiling_r" in v:
+        ok = v["ceiling_r"] > min_ceiling
+        v["r_norm"] = np.where(ok, v["r"] / v["ceiling_r"].where(ok), np.nan)
+    else:
+        v["r_norm"] = np.nan
 
     def agg(g: pd.DataFrame) -> pd.Series:
         sig = g["significant"].astype(bool)

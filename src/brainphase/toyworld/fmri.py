@@ -46,12 +46,37 @@ class FeatureSpace:
 
     @classmethod
     def draw(cls, concept_categories: list[str], rng: np.random.Generator,
-             d_sem: int = 8, d_place: int = 4, d_mood: int = 3) -> "FeatureSpace":
-        cats = sorted(set(concept_categories))
-        centroid = {c: rng.standard_normal(d_sem) for c in cats}
-        sem = np.stack([centroid[c] + 0.6 * rng.standard_normal(d_sem) for c in concept_categories])
-        n = len(concept_categories)
+             d_sem: int = 8, d_place: int = 4, d_mood: int = 3,
+             category_weight: float = 0.0) -> "FeatureSpace":
+        """Semantic vectors are concept-specific and centred within each category.
+
+        The sentence frames give a word's category away (``ate the`` ... is a
+        food) to any model, trained or not; what a voxel of this group adds is
+        WHICH food, which only a model that has learned to read words knows.
+        ``category_weight`` adds a shared vector per category back.
+        """
+        cats = np.asarray(concept_categories)
+        n = len(cats)
+        sem = rng.standard_normal((n, d_sem))
+        for c in np.unique(cats):
+            sem[cats == c] -= sem[cats == c].mean(0)
+            sem[cats == c] += category_weight * rng.standard_normal(d_sem)
         return cls(sem, rng.standard_normal((n, d_place)), rng.standard_normal((n, d_mood)))
+
+
+def centre_events(feats: list[dict[str, np.ndarray]], groups=("semantic", "narrative")) -> None:
+    """Subtract, per group, the mean amplitude of the events that carry it (in place).
+
+    A voxel of these groups then responds to WHICH concept or state is heard,
+    not to the mere presence of a word, which is the low-level group's job.
+    """
+    for g in groups:
+        rows = np.concatenate([f[g] for f in feats])
+        active = np.any(rows != 0, axis=1)
+        mean = rows[active].mean(0)
+        for f in feats:
+            on = np.any(f[g] != 0, axis=1)
+            f[g][on] -= mean
 
 
 def word_features(words: pd.DataFrame, space: FeatureSpace, hidden: np.ndarray) -> dict[str, np.ndarray]:

@@ -56,6 +56,7 @@ class Concept:
     index: int  # index within its category
     forms: dict[str, list[str]] = field(default_factory=dict)  # lang -> surface forms
     gender: str | None = None  # persons only: she / he agreement needs context
+    homonym_of: int | None = None  # shares its primary surface forms with this concept
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Lexicon:
                 "form": form,
                 "form_rank": rank,
                 "gender": c.gender,
+                "homonym_of": c.homonym_of,
             }
             for c in self.concepts
             for lang in LANGS
@@ -100,8 +102,21 @@ def _ja_word(rng: np.random.Generator) -> str:
     return "".join(rng.choice(_KANA, size=n))
 
 
-def generate_lexicon(seed: int, synonym_rate: float = 0.5) -> Lexicon:
-    """Draw pseudo-words for every concept; surface forms are unique across the lexicon."""
+# Homonym pairs: categories whose sentence frames tell them apart ("ate the X" vs
+# "saw a X"), so only a model that reads the context knows which meaning is heard.
+HOMONYM_PAIRS = (("food", "animal"), ("object", "place"), ("color", "weather"), ("adverb", "emotion"))
+
+
+def generate_lexicon(seed: int, synonym_rate: float = 0.5, homonym_rate: float = 0.5) -> Lexicon:
+    """Draw pseudo-words for every concept.
+
+    Surface forms are unique except for planted homonyms: a share
+    ``homonym_rate`` of the concepts of the first category of each pair in
+    HOMONYM_PAIRS take the primary forms of a concept of the second category.
+    The last piece of such a word says nothing about which of two categories is
+    meant; only context does, which a trained model can use and an untrained
+    one cannot.
+    """
     rng = np.random.default_rng(seed)
     used = set(EN_FUNCTION) | set(JA_FUNCTION)
     concepts = []
@@ -123,4 +138,12 @@ def generate_lexicon(seed: int, synonym_rate: float = 0.5) -> Lexicon:
                 forms[lang] = ws
             gender = ("she", "he")[i % 2] if category == "person" else None
             concepts.append(Concept(len(concepts), category, i, forms, gender))
+    for first, second in HOMONYM_PAIRS:
+        a = [c for c in concepts if c.category == first]
+        b = [c for c in concepts if c.category == second]
+        n = int(round(homonym_rate * min(len(a), len(b))))
+        for ca, cb in zip(rng.choice(a, n, replace=False), rng.choice(b, n, replace=False)):
+            for lang in LANGS:
+                ca.forms[lang][0] = cb.forms[lang][0]
+            ca.homonym_of = cb.id
     return Lexicon(concepts)

@@ -69,6 +69,11 @@ SENTENCE_P = {
     "met": 0.08, "walk": 0.12, "lives": 0.10, "eats": 0.08, "likes": 0.10,
 }
 PRONOUNS = {"en": {"she": "she", "he": "he"}, "ja": {"she": "かのじょ", "he": "かれ"}}
+# Inflection: every content word takes one of these endings, drawn freely. The
+# hyphen (a middle dot in kana) makes the ending its own BPE piece, so a word's last token says nothing
+# about which word it ends: only a model that has learned to look back at the
+# stem knows what was heard.
+ENDINGS = {"en": ["-o", "-en", "-is"], "ja": ["・り", "・ね", "・ぞ"]}
 PUNCT = {".", "。"}
 
 
@@ -146,7 +151,7 @@ class StoryTeller:
 
     def __init__(self, lexicon: Lexicon, facts: Facts, seed: int,
                  p_typical: float = 0.75, p_mood_change: float = 0.12, p_mood_told: float = 0.35,
-                 p_synonym: float = 0.4):
+                 p_synonym: float = 0.4, inflect: bool = True):
         self.lex = lexicon
         self.facts = facts
         self.rng = np.random.default_rng(seed)
@@ -154,6 +159,7 @@ class StoryTeller:
         self.p_mood_change = p_mood_change
         self.p_mood_told = p_mood_told
         self.p_synonym = p_synonym
+        self.inflect = inflect
         self.ids = {cat: [c.id for c in lexicon.by_category(cat)] for cat in lexicon.categories()}
         self.by_id: dict[int, Concept] = {c.id: c for c in lexicon.concepts}
         types = list(SENTENCE_P)
@@ -166,9 +172,10 @@ class StoryTeller:
 
     def _surface(self, concept: int, lang: str) -> str:
         forms = self.by_id[concept].forms[lang]
-        if len(forms) > 1 and self.rng.random() < self.p_synonym:
-            return forms[1]
-        return forms[0]
+        form = forms[1] if len(forms) > 1 and self.rng.random() < self.p_synonym else forms[0]
+        if self.inflect:
+            form += self.rng.choice(ENDINGS[lang])
+        return form
 
     def story(self, lang: str, n_words: int) -> list[Word]:
         rng = self.rng

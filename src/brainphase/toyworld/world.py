@@ -116,10 +116,15 @@ def simulate_fmri(stimuli: pd.DataFrame, categories: list[str], params: FMRIPara
 
     clean = {}
     meta = {}
-    for run, words in stimuli.groupby("run", sort=False):
+    by_run = list(stimuli.groupby("run", sort=False))
+    feats_per_run = []
+    for _, w in by_run:
+        arousal = fmri.arousal_latent(len(w), rng)
+        # Centred per run: otherwise arousal x word rate leaks a rate signal the text reveals.
+        feats_per_run.append(fmri.word_features(w, space, arousal - arousal.mean()))
+    fmri.centre_events(feats_per_run)
+    for (run, words), feats in zip(by_run, feats_per_run):
         n_trs = int(np.ceil((words["offset"].max() + params.tail) / params.tr))
-        hidden = fmri.arousal_latent(len(words), rng)
-        feats = fmri.word_features(words, space, hidden)
         sig = np.zeros((n_trs, sheet.n_voxels))
         for g, f in feats.items():
             bold = fmri.events_to_bold(words["onset"].to_numpy(), f, n_trs, params.tr)
