@@ -34,43 +34,64 @@ def token_positions(tokens: np.ndarray) -> tuple[np.ndarray, float | None]:
 
 
 def _token_axis(ax, init_x: float | None) -> None:
+    """Log token axis; the untrained checkpoint sits left of a thin break, labelled 'init'."""
     ax.set_xscale("log")
     ax.set_xlabel("training tokens")
     if init_x is not None:
         ax.axvline(init_x * 10**0.25, color="0.85", lw=0.8, zorder=0)
-        ax.text(init_x, ax.get_ylim()[0], "init", ha="center", va="bottom", fontsize=8, color="0.4")
+        hi = ax.get_xlim()[1]
+        ticks = [t for t in ax.get_xticks() if init_x * 10**0.25 < t <= hi]
+        ax.set_xticks([init_x, *ticks])
+        ax.set_xticklabels(["init", *[f"$10^{{{int(round(np.log10(t)))}}}$" for t in ticks]])
+        ax.set_xlim(init_x / 10**0.25, hi)
+
+
+GROUP_ORDER = ("lowlevel", "semantic", "narrative", "hidden", "null")
 
 
 def encoding_trajectory(summary: pd.DataFrame, groups: pd.DataFrame | None = None,
-                        metric: str = "mean_r"):
-    """Encoding accuracy against training tokens, one line per layer; a panel per planted group."""
+                        metric: str = "mean_r", ncols: int = 3):
+    """Encoding accuracy against training tokens, one line per layer.
+
+    One panel for all voxels, then (when the dataset has ground truth) one per
+    planted voxel group; one row of panels per (model, dataset, subject, site).
+    """
     s = summary[summary["metric"] == metric]
     panels = [("all voxels", s)]
     if groups is not None and len(groups):
         g = groups[groups["metric"] == "mean_r"]
-        panels += [(f"{name} voxels", g[g["group"] == name]) for name in g["group"].unique()]
-    keys = s[["model", "dataset", "subject", "site"]].drop_duplicates().to_records(index=False)
-    fig, axes = plt.subplots(len(keys), len(panels), figsize=(3.2 * len(panels), 2.8 * len(keys)),
-                             squeeze=False, sharex=True, sharey="row")
+        names = [n for n in GROUP_ORDER if n in set(g["group"])]
+        names += sorted(set(g["group"]) - set(names))
+        panels += [(f"{name} voxels", g[g["group"] == name]) for name in names]
+    keys = list(s[["model", "dataset", "subject", "site"]].drop_duplicates().itertuples(index=False))
+    ncols = min(ncols, len(panels))
+    nrows_per_key = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows_per_key * len(keys), ncols,
+                             figsize=(3.6 * ncols, 2.9 * nrows_per_key * len(keys)), squeeze=False)
     for i, (model, dataset, subject, site) in enumerate(keys):
         for j, (title, d) in enumerate(panels):
-            ax = axes[i, j]
+            ax = axes[i * nrows_per_key + j // ncols, j % ncols]
             d = d[(d["model"] == model) & (d["dataset"] == dataset) & (d["subject"] == subject)
                   & (d["site"] == site)]
             layers = sorted(d["layer"].unique())
             colors = sns.color_palette("viridis", len(layers))
-            init_x = None
+            init_x, x_max = None, 1.0
             for c, layer in zip(colors, layers):
                 dl = d[d["layer"] == layer].sort_values("tokens")
                 x, init_x = token_positions(dl["tokens"].to_numpy())
-                ax.plot(x, dl["value"], "o-", ms=3, lw=1.3, color=c, label=f"L{layer}")
+                x_max = max(x_max, x.max())
+                ax.plot(x, dl["value"], "o-", ms=3, lw=1.3, color=c, label=f"{layer}")
             ax.axhline(0, color="0.6", lw=0.6)
+            ax.set_xlim(None, x_max * 10**0.25)
             _token_axis(ax, init_x)
-            ax.set_title(title if i == 0 else "")
-            if j == 0:
-                ax.set_ylabel(f"{model} · {site}\n{dataset}/{subject}\ntest r (mean)")
-    axes[0, -1].legend(title="layer", fontsize=7, title_fontsize=8, frameon=False,
-                       bbox_to_anchor=(1.02, 1), loc="upper left")
+            ax.set_title(f"{title}" + (f"\n{model} · {dataset}/{subject} · {site}" if j == 0 else ""),
+                         fontsize=10)
+            if j % ncols == 0:
+                ax.set_ylabel("test r (mean over voxels)")
+        for j in range(len(panels), nrows_per_key * ncols):
+            axes[i * nrows_per_key + j // ncols, j % ncols].set_visible(False)
+    axes[0, ncols - 1].legend(title="layer", fontsize=7, title_fontsize=8, frameon=False,
+                              bbox_to_anchor=(1.02, 1), loc="upper left")
     sns.despine(fig)
     fig.tight_layout()
     return fig

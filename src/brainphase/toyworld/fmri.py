@@ -79,7 +79,7 @@ def centre_events(feats: list[dict[str, np.ndarray]], groups=("semantic", "narra
             f[g][on] -= mean
 
 
-def word_features(words: pd.DataFrame, space: FeatureSpace, hidden: np.ndarray) -> dict[str, np.ndarray]:
+def word_features(words: pd.DataFrame, space: FeatureSpace) -> dict[str, np.ndarray]:
     """Event amplitudes per word for each group; punctuation carries none."""
     spoken = (words["category"] != "punct").to_numpy(float)[:, None]
     concept = words["concept"].to_numpy()
@@ -91,18 +91,21 @@ def word_features(words: pd.DataFrame, space: FeatureSpace, hidden: np.ndarray) 
         "lowlevel": spoken * np.hstack([np.ones_like(length), (length - 4.0) / 3.0]),
         "semantic": sem,
         "narrative": spoken * narrative,
-        "hidden": spoken * hidden[:, None],
     }
 
 
-def arousal_latent(n_words: int, rng: np.random.Generator, rho: float = 0.98) -> np.ndarray:
-    """A slow AR(1) process over words: brain-only, independent of the text."""
-    x = np.empty(n_words)
+def arousal_latent(n_trs: int, rng: np.random.Generator, rho: float = 0.9) -> np.ndarray:
+    """A slow AR(1) process over TRs, centred per run: brain-only, independent of the text.
+
+    Not tied to word onsets: a latent sampled at words would be modulated by
+    the speech rate, which the text does reveal.
+    """
+    x = np.empty(n_trs)
     x[0] = rng.standard_normal()
-    e = rng.standard_normal(n_words) * np.sqrt(1 - rho**2)
-    for i in range(1, n_words):
+    e = rng.standard_normal(n_trs) * np.sqrt(1 - rho**2)
+    for i in range(1, n_trs):
         x[i] = rho * x[i - 1] + e[i]
-    return x
+    return x - x.mean()
 
 
 def events_to_bold(onsets: np.ndarray, amplitudes: np.ndarray, n_trs: int, tr: float,

@@ -117,19 +117,17 @@ def simulate_fmri(stimuli: pd.DataFrame, categories: list[str], params: FMRIPara
     clean = {}
     meta = {}
     by_run = list(stimuli.groupby("run", sort=False))
-    feats_per_run = []
-    for _, w in by_run:
-        arousal = fmri.arousal_latent(len(w), rng)
-        # Centred per run: otherwise arousal x word rate leaks a rate signal the text reveals.
-        feats_per_run.append(fmri.word_features(w, space, arousal - arousal.mean()))
+    feats_per_run = [fmri.word_features(w, space) for _, w in by_run]
     fmri.centre_events(feats_per_run)
     for (run, words), feats in zip(by_run, feats_per_run):
         n_trs = int(np.ceil((words["offset"].max() + params.tail) / params.tr))
         sig = np.zeros((n_trs, sheet.n_voxels))
-        for g, f in feats.items():
-            bold = fmri.events_to_bold(words["onset"].to_numpy(), f, n_trs, params.tr)
+        bold = {g: fmri.events_to_bold(words["onset"].to_numpy(), f, n_trs, params.tr)
+                for g, f in feats.items()}
+        bold["hidden"] = fmri.arousal_latent(n_trs, rng)[:, None]
+        for g, b in bold.items():
             mask = sheet.group == g
-            sig[:, mask] = np.einsum("td,vd->tv", bold, weights[g][mask])
+            sig[:, mask] = np.einsum("td,vd->tv", b, weights[g][mask])
         clean[run] = sig
         meta[run] = words["split"].iloc[0]
 
