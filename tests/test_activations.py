@@ -1,10 +1,5 @@
 """Activation extraction checked against direct model calls, and the safetensors cache."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
 import random
 
 import numpy as np

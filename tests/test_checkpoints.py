@@ -1,10 +1,5 @@
 """Checkpoint contract: brainphase.json, verification errors, step schedules, loading."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
 import logging
 
 import pytest

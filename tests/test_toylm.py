@@ -1,10 +1,5 @@
 """The toy LM: tokenizer round trip, deterministic init and training, checkpoint layout."""
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
 import random
 
 import numpy as np

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from brainphase.checkpoints import resolve_device
-from brainphase.io import atomic_path
+from brainphase.io import atomic_path, json_default
 
 logger = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ def save_activations(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
     if bad:
         raise ValueError(f"arrays must be (n_units={n_units} × d); got {bad}")
     tensors = {k: np.ascontiguousarray(v, dtype=np.float16) for k, v in arrays.items()}
-    encoded = {k: json.dumps(v, default=_json_default) for k, v in metadata.items()}
+    encoded = {k: json.dumps(v, default=json_default) for k, v in metadata.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=encoded)
 
@@ -377,8 +377,3 @@ def load_activations(path: str | os.PathLike, names: Sequence[str] | None = None
         metadata = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
     return arrays, metadata
 
-
-def _json_default(obj):
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -7,8 +7,6 @@ and what was found, so a typo in a study config stops the run with a fix.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import jsonschema
 import numpy as np
 import yaml
@@ -108,11 +106,3 @@ def tokens_for(model: dict, revision: str) -> int:
         return int(revision.removeprefix("step")) * t["batch_size"] * t["seq_len"]
     raise ConfigError(f"model {model['name']}: cannot count tokens for revision {revision}")
 
-
-def deep_get(config: dict, dotted: str, default: Any = None) -> Any:
-    cur: Any = config
-    for k in dotted.split("."):
-        if not isinstance(cur, dict) or k not in cur:
-            return default
-        cur = cur[k]
-    return cur

@@ -61,7 +61,7 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
 
 def write_json(obj, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike):
@@ -81,7 +81,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _json_default(obj):
+def json_default(obj):
     # numpy scalars and arrays appear in metadata; JSON knows neither.
     if hasattr(obj, "tolist"):
         return obj.tolist()
