@@ -13,6 +13,9 @@ include: "workflow/rules/stimuli.smk"
 include: "workflow/rules/checkpoints.smk"
 include: "workflow/rules/activations.smk"
 include: "workflow/rules/encoding.smk"
+include: "workflow/rules/benchmarks.smk"
+include: "workflow/rules/probing.smk"
+include: "workflow/rules/phases.smk"
 include: "workflow/rules/plots.smk"
 
 

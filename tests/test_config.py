@@ -63,3 +63,24 @@ def test_conda_env_pins_agree_with_pyproject():
         for name, version in env_pins.items():
             assert pins.get(name) == version, f"{env.name}: {name}=={version} vs pyproject {pins.get(name)}"
         assert set(pins) <= set(env_pins), f"{env.name} lacks {set(pins) - set(env_pins)}"
+
+
+def test_unknown_demo_task_named(config):
+    config["benchmarks"]["tasks"] = ["toyfacts_en", "toyfacts_fr"]
+    with pytest.raises(ConfigError, match=r"benchmarks\.tasks: unknown demo tasks \['toyfacts_fr'\]"):
+        validate_config(config)
+
+
+def test_task_unknown_to_lm_eval_stops_validation(config):
+    """Real task names are checked against lm-eval's registry, offline, before any job."""
+    config["benchmarks"]["tasks"] = ["toyfacts_en", "mmlu", "mmlu_typo"]
+    with pytest.raises(ConfigError, match="mmlu_typo") as err:
+        validate_config(config)
+    assert "'mmlu'" not in str(err.value).split("mmlu_typo")[0][-20:]
+
+
+def test_probing_tasks_must_be_benchmarked(config):
+    config["probing"]["tasks"] = ["toyfacts_ja"]
+    config["benchmarks"]["tasks"] = ["toyfacts_en"]
+    with pytest.raises(ConfigError, match=r"probing\.tasks: \['toyfacts_ja'\] are not in benchmarks\.tasks"):
+        validate_config(config)

@@ -63,8 +63,8 @@ def test_micro_run_end_to_end(micro_run):
     groups = pd.read_parquet(r / "tables/encoding_groups.parquet")
     assert {"analysis", "model", "step", "tokens", "layer", "site", "dataset", "subject", "metric",
             "value"} <= set(summary.columns)
-    assert set(summary["step"]) == {"step0", "step10", "step40"}
-    assert sorted(summary["tokens"].unique()) == [0, 10 * 8 * 64, 40 * 8 * 64]
+    assert set(summary["step"]) == {"step0", "step5", "step10", "step20", "step40"}
+    assert sorted(summary["tokens"].unique()) == [s * 8 * 64 for s in (0, 5, 10, 20, 40)]
     assert sorted(summary["layer"].unique()) == [0, 1, 2]
     mean_r = summary[summary["metric"] == "mean_r"]["value"]
     assert mean_r.notna().all() and (mean_r.abs() < 1).all()
@@ -74,11 +74,31 @@ def test_micro_run_end_to_end(micro_run):
     assert set(groups["group"]) >= {"lowlevel", "semantic", "null"}
     for f in ("encoding_trajectory.png", "encoding_maps.png"):
         assert (r / "figures" / f).stat().st_size > 10_000
-    for step in ("step0", "step10", "step40"):
+    for step in ("step0", "step5", "step10", "step20", "step40"):
         meta = yaml.safe_load((r / f"checkpoints/toy/{step}/brainphase.json").read_text())
         assert meta["step"] == int(step[4:]) and meta["source"] == "train"
     # No temporary files left behind by atomic writes.
     assert not list(r.rglob("*.tmp"))
+
+
+def test_micro_run_benchmarks_probing_phases(micro_run):
+    r = micro_run / "results"
+    bench = pd.read_parquet(r / "tables/benchmarks.parquet")
+    items = pd.read_parquet(r / "tables/benchmark_items.parquet")
+    acc = bench[(bench["metric"] == "acc")].set_index(["step", "task"])["value"]
+    per_item = items.groupby(["step", "task"])["correct"].mean()
+    pd.testing.assert_series_equal(acc.sort_index(), per_item.sort_index(), check_names=False)
+    assert set(items["task"]) == {"toyfacts_en", "toyfacts_ja"}
+    probing = pd.read_parquet(r / "tables/probing.parquet")
+    assert {"neuron_mean_r", "choice_accuracy", "choice_chance"} <= set(probing["metric"])
+    phases = pd.read_parquet(r / "tables/phases.parquet")
+    assert len(phases) >= 1 and phases["label"].notna().all()
+    assert (phases["start_tokens"] <= phases["end_tokens"]).all()
+    traj = pd.read_parquet(r / "tables/trajectories.parquet")
+    assert set(traj["series"]) == {"encoding", "benchmark", "probing"}
+    assert (traj["low"] <= traj["value"] + 1e-12).all() and (traj["value"] <= traj["high"] + 1e-12).all()
+    for f in ("phase_trajectory.png", "probing_histogram.png", "detachment_map.png"):
+        assert (r / "figures" / f).stat().st_size > 10_000
 
 
 def test_second_run_does_nothing(micro_run):

@@ -53,6 +53,10 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA, source: str 
 
 
 def _check_semantics(config: dict) -> None:
+    if "phases" in config["analyses"]:
+        lacking = sorted({"encoding", "benchmarks", "probing"} - set(config["analyses"]))
+        if lacking:
+            raise ConfigError(f"config key analyses: phases needs {lacking} too; add them")
     names = [m["name"] for m in config["models"]]
     if len(set(names)) != len(names):
         raise ConfigError(f"config key models: model names must be unique, got {names}")
@@ -64,9 +68,35 @@ def _check_semantics(config: dict) -> None:
                 raise ConfigError(
                     f"config key models[{m['name']}].train.checkpoints: steps {bad} exceed "
                     f"train.steps={t['steps']}; raise steps or drop those checkpoints")
+    _check_task_names(config)
     dnames = [d["name"] for d in config["datasets"]]
     if len(set(dnames)) != len(dnames):
         raise ConfigError(f"config key datasets: dataset names must be unique, got {dnames}")
+
+
+DEMO_TASKS = ("toyfacts_en", "toyfacts_ja", "toyfacts")
+
+
+def _check_task_names(config: dict) -> None:
+    """Every benchmark task must be a demo task or known to lm-eval's registry (no download)."""
+    names = list(dict.fromkeys(config["benchmarks"]["tasks"] + config["probing"]["tasks"]))
+    bad_demo = [n for n in names if n.startswith("toyfacts") and n not in DEMO_TASKS]
+    if bad_demo:
+        raise ConfigError(f"config key benchmarks.tasks: unknown demo tasks {bad_demo}; "
+                          f"the demo world provides {list(DEMO_TASKS)}")
+    real = [n for n in names if not n.startswith("toyfacts")]
+    if real:
+        # Importing lm-eval and indexing its ~15k tasks takes seconds: only when needed.
+        from .benchmarks.harness import validate_task_names
+
+        try:
+            validate_task_names(real)
+        except ValueError as err:
+            raise ConfigError(f"config key benchmarks.tasks: {err}") from None
+    missing = [n for n in config["probing"]["tasks"] if n not in config["benchmarks"]["tasks"]]
+    if missing:
+        raise ConfigError(f"config key probing.tasks: {missing} are not in benchmarks.tasks; "
+                          "probing reads the items of benchmarked tasks")
 
 
 def load_config(path: str | Path) -> dict:

@@ -11,7 +11,7 @@ rule activations:
         model=lambda wc: wc.model,
         revision=lambda wc: wc.step,
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
-        pooling="word",
+        pooling=lambda wc: pooling_of(wc.stimset),
         activations=config["activations"],
         device=config["device"],
     threads: config["threads"]

@@ -20,6 +20,8 @@ except ConfigError as err:
 
 R = "results"
 ENV = "../../envs/brainphase.yaml"
+# The demo's lm-eval tasks are generated from the world (git-ignored).
+DEMO_TASKS = "resources/lmeval/toyworld"
 
 
 wildcard_constraints:
@@ -76,6 +78,35 @@ def truth_files():
     ]
 
 
+def benchmark_tasks():
+    return config["benchmarks"]["tasks"]
+
+
+def uses_demo_tasks():
+    from brainphase.benchmarks.tasks import DEMO_TASK_PREFIX
+
+    return any(t.startswith(DEMO_TASK_PREFIX) for t in benchmark_tasks())
+
+
+def task_inputs(wildcards):
+    return [DEMO_TASKS] if uses_demo_tasks() else []
+
+
+def lmeval_jobs(kind):
+    return [f"{R}/lmeval/{m}/{s}/{t}.{kind}.parquet" for m in models() for s in steps(m)
+            for t in benchmark_tasks()]
+
+
+def probing_jobs(kind):
+    return [f"{R}/probing/{m}/{s}/{t}.{kind}" for m in models() for s in steps(m)
+            for t in config["probing"]["tasks"]]
+
+
+def pooling_of(stimset):
+    # Benchmark prompts are read whole (last token); stories word by word.
+    return "last" if stimset.startswith("probe_") else "word"
+
+
 def figure_files(name):
     return [f"{R}/figures/{name}.{ext}" for ext in config["plots"]["formats"]]
 
@@ -89,4 +120,16 @@ def all_targets():
     ]
     if truth_files():
         targets.append(f"{R}/tables/encoding_groups.parquet")
+    analyses = set(config["analyses"])
+    if "benchmarks" in analyses:
+        targets.append(f"{R}/tables/benchmarks.parquet")
+    if "probing" in analyses:
+        targets.append(f"{R}/tables/probing.parquet")
+    if "phases" in analyses:
+        targets += [
+            f"{R}/tables/phases.parquet",
+            *figure_files("phase_trajectory"),
+            *figure_files("probing_histogram"),
+            *figure_files("detachment_map"),
+        ]
     return targets

@@ -23,6 +23,8 @@ rule toy_world:
 
 
 rule toy_stimuli:
+    wildcard_constraints:
+        dataset="|".join(d["name"] for d in config["datasets"] if d["source"] == "toyworld"),
     output:
         stimuli=f"{R}/stimuli/{{dataset}}.parquet",
     params:
