@@ -60,3 +60,10 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(Exception):
         write_brain(tmp_path / "s.h5", runs, 2.0, np.zeros((5, 2)), attrs={"bad": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dataset_subject_from_contract_paths():
+    from brainphase.stimuli import dataset_subject
+
+    assert dataset_subject("results/brain/toy_fmri/sub-01.h5") == ("toy_fmri", "sub-01")
+    assert dataset_subject("results/brain/toy_fmri/sub-01.truth.parquet") == ("toy_fmri", "sub-01")

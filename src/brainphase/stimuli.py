@@ -64,6 +64,17 @@ def write_brain(path: str | Path, runs: dict[str, BrainRun], tr: float, coords: 
                     g.create_dataset("repeats", data=np.asarray(run.repeats, np.float32))
 
 
+def dataset_subject(path: str | Path) -> tuple[str, str]:
+    """(dataset, subject) of a brain-contract path ``.../brain/{dataset}/{subject}.<suffix>``."""
+    path = Path(path)
+    return path.parent.name, path.name.split(".")[0]
+
+
+def read_coords(paths) -> dict[tuple[str, str], np.ndarray]:
+    """Voxel coordinates per (dataset, subject) for maps."""
+    return {dataset_subject(p): read_brain(p).coords for p in paths}
+
+
 def read_brain(path: str | Path) -> BrainData:
     path = Path(path)
     if not path.exists():

@@ -5,6 +5,7 @@ import pandas as pd
 from brainphase.encoding.summary import group_trajectories, scored_voxels, summarise_voxels
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
+from brainphase.stimuli import dataset_subject
 
 snakemake = snakemake  # noqa: F821
 log = setup_job(snakemake.log[0])
@@ -19,10 +20,8 @@ write_parquet(summary, snakemake.output.summary)
 if snakemake.input.truth:
     truths = []
     for p in snakemake.input.truth:
-        # results/brain/{dataset}/{subject}.truth.parquet
-        parts = p.split("/")
-        t = pd.read_parquet(p).assign(dataset=parts[-2], subject=parts[-1].removesuffix(".truth.parquet"))
-        truths.append(t)
+        dataset, subject = dataset_subject(p)
+        truths.append(pd.read_parquet(p).assign(dataset=dataset, subject=subject))
     groups = group_trajectories(voxels, pd.concat(truths, ignore_index=True))
     write_parquet(groups, snakemake.output.groups)
     best = groups[groups["metric"] == "best_layer_r"].pivot_table(

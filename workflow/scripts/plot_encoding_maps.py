@@ -2,16 +2,13 @@ import pandas as pd
 
 from brainphase.plots import encoding_maps, save_figure
 from brainphase.runtime import setup_job
-from brainphase.stimuli import read_brain
+from brainphase.stimuli import read_coords
 
 snakemake = snakemake  # noqa: F821
 setup_job(snakemake.log[0])
 voxels = pd.read_parquet(snakemake.input.voxels)
 summary = pd.read_parquet(snakemake.input.summary)
-coords = {}
-for path in snakemake.input.brains:  # results/brain/{dataset}/{subject}.h5
-    dataset, subject = path.split("/")[-2], path.split("/")[-1].removesuffix(".h5")
-    coords[(dataset, subject)] = read_brain(path).coords
+coords = read_coords(snakemake.input.brains)
 map_layer = snakemake.params.map_layer
 
 

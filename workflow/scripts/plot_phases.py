@@ -5,7 +5,7 @@ import pandas as pd
 from brainphase.plots import encoding_maps, phase_trajectory, probing_histogram, save_figure
 from brainphase.phases import DETACHMENT
 from brainphase.runtime import setup_job
-from brainphase.stimuli import read_brain
+from brainphase.stimuli import read_coords
 
 snakemake = snakemake  # noqa: F821
 setup_job(snakemake.log[0])
@@ -36,9 +36,6 @@ det = ph[ph["label"] == DETACHMENT]
 span = det.iloc[0] if len(det) else last
 before, after = step_at(span["start_tokens"]), step_at(span["end_tokens"])
 v = voxels[(voxels["model"] == model) & voxels["step"].isin([before, after])]
-coords = {}
-for path in snakemake.input.brains:
-    dataset, subject = path.split("/")[-2], path.split("/")[-1].removesuffix(".h5")
-    coords[(dataset, subject)] = read_brain(path).coords
+coords = read_coords(snakemake.input.brains)
 layer = int(span["encoding_layer"])
 save_figure(encoding_maps(v, coords, lambda _: layer), snakemake.output.detachment, dpi=dpi)
