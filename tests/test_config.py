@@ -84,3 +84,20 @@ def test_probing_tasks_must_be_benchmarked(config):
     config["benchmarks"]["tasks"] = ["toyfacts_en"]
     with pytest.raises(ConfigError, match=r"probing\.tasks: \['toyfacts_ja'\] are not in benchmarks\.tasks"):
         validate_config(config)
+
+
+def test_threads_number_or_per_rule_mapping(config):
+    from brainphase.config import threads_for
+
+    assert threads_for(config, "train") == 2 and threads_for(config, "lm_eval") == 1
+    config["threads"] = 3
+    assert threads_for(validate_config(config), "train") == 3
+    config["threads"] = {"train": 2}
+    with pytest.raises(ConfigError, match=r"threads"):
+        validate_config(config)
+
+
+def test_probing_may_read_a_language_of_the_benchmarked_demo_group(config):
+    config["benchmarks"]["tasks"] = ["toyfacts"]
+    config["probing"]["tasks"] = ["toyfacts_ja"]
+    validate_config(config)

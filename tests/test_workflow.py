@@ -19,10 +19,14 @@ def test_dry_run_of_the_demo_schedules_every_checkpoint(tmp_path):
     proc = run_snakemake(wd, "-n")
     assert proc.returncode == 0, proc.stderr
     counts = _job_counts(proc.stdout)
-    n_ckpt = len(yaml.safe_load((REPO / "config/config.yaml").read_text())["models"][0]["train"]["checkpoints"])
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    n_ckpt = len(cfg["models"][0]["train"]["checkpoints"])
+    # One activation job per checkpoint caches every stimulus set (stories and probe prompts).
     assert counts["activations"] == n_ckpt
     assert counts["encoding"] == n_ckpt
-    assert counts["aggregate_encoding"] == 1
+    assert counts["lm_eval"] == n_ckpt * len(cfg["benchmarks"]["tasks"])
+    assert counts["probing"] == n_ckpt * len(cfg["probing"]["tasks"])
+    assert counts["aggregate_encoding"] == counts["phases"] == 1
 
 
 def test_lint_is_clean():

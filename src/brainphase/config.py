@@ -93,7 +93,10 @@ def _check_task_names(config: dict) -> None:
             validate_task_names(real)
         except ValueError as err:
             raise ConfigError(f"config key benchmarks.tasks: {err}") from None
-    missing = [n for n in config["probing"]["tasks"] if n not in config["benchmarks"]["tasks"]]
+    covered = set(config["benchmarks"]["tasks"])
+    if "toyfacts" in covered:  # the demo group runs its language tasks
+        covered |= set(DEMO_TASKS)
+    missing = [n for n in config["probing"]["tasks"] if n not in covered]
     if missing:
         raise ConfigError(f"config key probing.tasks: {missing} are not in benchmarks.tasks; "
                           "probing reads the items of benchmarked tasks")
@@ -123,6 +126,16 @@ def revisions(model: dict) -> list[str]:
     if model["source"] == "train":
         return [f"step{s}" for s in model["train"]["checkpoints"]]
     raise ConfigError(f"model {model['name']}: source {model['source']!r} is not supported yet")
+
+
+def threads_for(config: dict, rule: str) -> int:
+    """Threads of one rule's jobs: ``threads`` is a number for every rule, or a
+    mapping ``{default: n, <rule>: n}`` (e.g. training on all cores while the
+    many light jobs take one core each and run side by side)."""
+    t = config["threads"]
+    if isinstance(t, int):
+        return t
+    return int(t.get(rule, t["default"]))
 
 
 def alphas(enc: dict) -> np.ndarray:

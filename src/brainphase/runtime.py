@@ -18,15 +18,15 @@ def setup_job(log_path: str | None, threads: int = 1, seed: int | None = None) -
         handlers.append(logging.FileHandler(log_path, mode="w"))
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        import torch
-
+    n = str(max(1, int(threads)))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = n  # read by BLAS/torch at import; jobs without torch never pay its 2 s import
+    torch = sys.modules.get("torch")
+    if torch is not None:
         # Two busy cores make multi-threaded torch collapse; the job's `threads` is the cap.
-        torch.set_num_threads(max(1, int(threads)))
+        torch.set_num_threads(int(n))
         if seed is not None:
             torch.manual_seed(seed)
-    except ImportError:
-        pass
     if seed is not None:
         random.seed(seed)
         np.random.seed(seed % 2**32)

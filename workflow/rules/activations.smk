@@ -1,24 +1,28 @@
-# One forward pass per (checkpoint, stimulus set) caches every layer and site.
+# One job per checkpoint caches every stimulus set the analyses read: the
+# model is loaded once (on a cluster, one GPU allocation) and each set gets its
+# own forward passes and its own file. Adding a stimulus set reruns these jobs;
+# adding a checkpoint schedules only its own.
 
 
 rule activations:
     input:
         checkpoint=f"{R}/checkpoints/{{model}}/{{step}}",
-        stimuli=f"{R}/stimuli/{{stimset}}.parquet",
+        stimuli=[f"{R}/stimuli/{s}.parquet" for s in stimsets()],
     output:
-        f"{R}/activations/{{model}}/{{step}}/{{stimset}}.safetensors",
+        activation_files(),
     params:
         model=lambda wc: wc.model,
         revision=lambda wc: wc.step,
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
-        pooling=lambda wc: pooling_of(wc.stimset),
+        stimsets=stimsets(),
+        poolings=[pooling_of(s) for s in stimsets()],
         activations=config["activations"],
         device=config["device"],
-    threads: config["threads"]
+    threads: threads("activations")
     log:
-        f"{R}/logs/activations/{{model}}/{{step}}/{{stimset}}.log",
+        f"{R}/logs/activations/{{model}}/{{step}}.log",
     benchmark:
-        f"{R}/benchmarks/activations/{{model}}/{{step}}/{{stimset}}.tsv"
+        f"{R}/benchmarks/activations/{{model}}/{{step}}.tsv"
     conda:
         ENV
     resources:

@@ -39,7 +39,7 @@ rule lm_eval:
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
         device=config["device"],
         seed=config["seed"],
-    threads: config["threads"]
+    threads: threads("lm_eval")
     log:
         f"{R}/logs/lmeval/{{model}}/{{step}}/{{task}}.log",
     benchmark:

@@ -19,7 +19,7 @@ for _m in config["models"]:
         params:
             model=_m,
             device=config["device"],
-        threads: config["threads"]
+        threads: threads("train")
         log:
             f"{R}/logs/train/{_m['name']}.log",
         benchmark:

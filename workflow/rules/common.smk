@@ -9,6 +9,7 @@ from brainphase.config import (  # noqa: E402
     dataset_entry,
     model_entry,
     revisions,
+    threads_for,
     tokens_for,
     validate_config,
 )
@@ -30,6 +31,10 @@ wildcard_constraints:
     dataset=r"[^/]+",
     subject=r"[^/]+",
     stimset=r"[^/]+",
+
+
+def threads(rule):
+    return threads_for(config, rule)
 
 
 def models():
@@ -100,6 +105,18 @@ def lmeval_jobs(kind):
 def probing_jobs(kind):
     return [f"{R}/probing/{m}/{s}/{t}.{kind}" for m in models() for s in steps(m)
             for t in config["probing"]["tasks"]]
+
+
+def stimsets():
+    """Every stimulus set the configured analyses read, in a fixed order."""
+    sets = [stimset_of(d["name"]) for d in fmri_datasets()]
+    if "probing" in config["analyses"]:
+        sets += [f"probe_{t}" for t in config["probing"]["tasks"]]
+    return sets
+
+
+def activation_files(model="{model}", step="{step}"):
+    return [f"{R}/activations/{model}/{step}/{s}.safetensors" for s in stimsets()]
 
 
 def pooling_of(stimset):

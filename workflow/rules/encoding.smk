@@ -13,7 +13,7 @@ rule encoding:
         encoding=config["encoding"],
         seed=config["seed"],
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
-    threads: config["threads"]
+    threads: threads("encoding")
     log:
         f"{R}/logs/encoding/{{model}}/{{step}}/{{dataset}}/{{subject}}.log",
     benchmark:

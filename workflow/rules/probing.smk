@@ -30,7 +30,7 @@ rule probing:
         probing=config["probing"],
         seed=config["seed"],
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
-    threads: config["threads"]
+    threads: threads("probing")
     log:
         f"{R}/logs/probing/{{model}}/{{step}}/{{task}}.log",
     benchmark:

@@ -1,4 +1,4 @@
-"""Cache every layer's activations of one checkpoint for one stimulus set."""
+"""Cache every layer's activations of one checkpoint for each stimulus set the analyses read."""
 
 import time
 
@@ -11,14 +11,16 @@ snakemake = snakemake  # noqa: F821
 p = snakemake.params
 log = setup_job(snakemake.log[0], snakemake.threads, 0)
 cfg = p.activations
-units = read_stimuli(snakemake.input.stimuli)
 model, tokenizer = load_model(snakemake.input.checkpoint, device=p.device)
-t0 = time.perf_counter()
-arrays = extract_activations(model, tokenizer, units, p.pooling, sites=cfg["sites"],
-                             context_window=cfg["context_window"], batch_size=cfg["batch_size"])
-log.info("%d units x %d tensors in %.1fs", len(units), len(arrays), time.perf_counter() - t0)
-save_activations(snakemake.output[0], arrays, {
-    "model": p.model, "step": p.revision, "tokens": int(p.tokens), "pooling": p.pooling,
-    "context_window": cfg["context_window"], "unit_ids": units["unit_id"].tolist(),
-    "stimset": snakemake.wildcards.stimset,
-})
+for stimset, pooling, stim_path, out_path in zip(p.stimsets, p.poolings, snakemake.input.stimuli,
+                                                 snakemake.output):
+    units = read_stimuli(stim_path)
+    t0 = time.perf_counter()
+    window = cfg["context_window"] if pooling == "word" else None
+    arrays = extract_activations(model, tokenizer, units, pooling, sites=cfg["sites"], context_window=window,
+                                 batch_size=cfg["batch_size"])
+    log.info("%s: %d units x %d tensors in %.1fs", stimset, len(units), len(arrays), time.perf_counter() - t0)
+    save_activations(out_path, arrays, {
+        "model": p.model, "step": p.revision, "tokens": int(p.tokens), "pooling": pooling,
+        "context_window": window, "unit_ids": units["unit_id"].tolist(), "stimset": stimset,
+    })
