@@ -15,6 +15,7 @@ include: "workflow/rules/activations.smk"
 include: "workflow/rules/encoding.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/probing.smk"
+include: "workflow/rules/sae.smk"
 include: "workflow/rules/phases.smk"
 include: "workflow/rules/plots.smk"
 

@@ -248,3 +248,48 @@ def test_save_checks_metadata_and_shapes(tmp_path):
     with pytest.raises(ValueError, match="unit_ids"):
         save_activations(tmp_path / "x.safetensors", arrays, {k: v for k, v in meta.items() if k != "unit_ids"})
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("max_position", [256, 24])
+def test_token_pooling_every_token_and_words_end_where_word_pooling_reads(tokenizer, word_units, max_position):
+    from brainphase.activations import extract_token_activations
+
+    m = tiny_model(tokenizer, max_position)  # 24 positions: stories are read in overlapping windows
+    arrays, tokens = extract_token_activations(m, tokenizer, word_units, sites=["resid"], layers=[1, 3])
+    words = extract_activations(m, tokenizer, word_units, "word", sites=["resid"], layers=[1, 3])
+    # Every token of each story once, in order, BOS excluded.
+    for run, g in tokens.groupby("run"):
+        text = " ".join(word_units[word_units.run == run].sort_values("word_index")["text"])
+        assert g["token_id"].tolist() == tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert g["position"].tolist() == list(range(len(g)))
+    assert arrays["resid.1"].shape == (len(tokens), 32)
+    # Each word's last token carries the word-pooled activation, context included.
+    last = tokens.groupby("unit_row")["row"].max()
+    assert sorted(last.index) == list(range(len(word_units)))
+    for name in ("resid.1", "resid.3"):
+        np.testing.assert_allclose(arrays[name][last.to_numpy()].astype(np.float32),
+                                   words[name][last.index.to_numpy()].astype(np.float32), atol=2e-3)
+    # Token texts are whole characters of the story (a split kana shows as itself, not U+FFFD).
+    assert not tokens["token"].str.contains("\ufffd").any()
+    for run, g in tokens.groupby("run"):
+        text = " ".join(word_units[word_units.run == run].sort_values("word_index")["text"])
+        assert all(t in text for t in g["token"])
+        latin = g[g["token"].str.isascii()]
+        assert len(latin) > len(g) / 3
+
+
+def test_activation_memmap_reads_the_stored_tensor_without_loading(tmp_path):
+    from brainphase.activations import activation_memmap
+
+    rng = np.random.default_rng(0)
+    arrays = {"resid.0": rng.normal(size=(7, 5)).astype(np.float16),
+              "resid.1": rng.normal(size=(7, 5)).astype(np.float16)}
+    path = tmp_path / "a.safetensors"
+    save_activations(path, arrays, {"model": "m", "step": "step0", "tokens": 0, "pooling": "token",
+                                    "context_window": None, "unit_ids": list("abcdefg")})
+    for name, a in arrays.items():
+        mm = activation_memmap(path, name)
+        assert isinstance(mm, np.memmap) and mm.dtype == np.float16
+        np.testing.assert_array_equal(mm[[5, 1]], a[[5, 1]])
+    with pytest.raises(KeyError, match=r"no tensor 'resid\.9'.*re-extract"):
+        activation_memmap(path, "resid.9")

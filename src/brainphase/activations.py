@@ -8,7 +8,9 @@ pass per input sequence.
 
 Poolings: ``word`` (last token of each word, the preceding story as
 context), ``last`` (last token of a unit's own text) and ``mean`` (mean over
-a unit's own tokens, BOS excluded). Every sequence starts with the
+a unit's own tokens, BOS excluded), and ``token`` (every token of every
+story, BOS excluded, each read with the preceding story as context: one row
+per token rather than per unit, for sparse autoencoders). Every sequence starts with the
 tokenizer's BOS, prepended here rather than left to the tokenizer, so
 models whose tokenizers do not add it themselves (Pythia) are treated alike.
 A context cut by ``context_window`` or by the model's maximum length is a
@@ -34,7 +36,7 @@ from brainphase.io import atomic_path, json_default
 
 logger = logging.getLogger(__name__)
 
-POOLINGS = ("word", "last", "mean")
+POOLINGS = ("word", "last", "mean", "token")
 SITES = ("resid", "mlp")
 METADATA_KEYS = ("model", "step", "tokens", "pooling", "context_window", "unit_ids")
 
@@ -193,6 +195,47 @@ def _word_items(units: pd.DataFrame, tokenizer, max_len: int, context_window: in
     return items
 
 
+def _token_items(units: pd.DataFrame, tokenizer, max_len: int) -> tuple[list[_Item], pd.DataFrame]:
+    """One target per token of each story (BOS excluded) and the token table of those rows."""
+    _check_texts(units, ("unit_id", "run", "text", "word_index"))
+    bos = _bos_id(tokenizer)
+    prefix = [] if bos is None else [bos]
+    items: list[_Item] = []
+    tables = []
+    n_rows = 0
+    for run, group in units.groupby("run", sort=False):
+        group = group.sort_values("word_index", kind="stable")
+        words = group["text"].astype(str).tolist()
+        starts, cursor = [], 0
+        for w in words:
+            starts.append(cursor)
+            cursor += len(w) + 1
+        text = " ".join(words)
+        ids, offsets = _encode(tokenizer, text)
+        # A token belongs to the word holding its first non-space character;
+        # a bare space piece (byte-level BPE's "Ġ") to the word that follows it.
+        firsts = []
+        for s, e in offsets:
+            c = s
+            while c < e and text[c] == " ":
+                c += 1
+            firsts.append(c)
+        word_of = [max(0, bisect.bisect_right(starts, c) - 1) for c in firsts]
+        rows = list(range(n_rows, n_rows + len(ids)))
+        n_rows += len(ids)
+        targets = [(r, p + len(prefix)) for r, p in zip(rows, range(len(ids)))]
+        items += _full_context_items(prefix + ids, targets, max_len)
+        unit_rows = group.index.to_numpy()[word_of]
+        # The text a token covers, from its offsets: decoding one byte-level piece
+        # alone would show half a kana as U+FFFD.
+        tables.append(pd.DataFrame({"row": rows, "run": run, "position": np.arange(len(ids)),
+                                    "token_id": ids, "unit_row": unit_rows,
+                                    "token": [text[s:e] for s, e in offsets]}))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
+        columns=["row", "run", "position", "token_id", "unit_row", "token"])
+    return items, table
+
+
 def _full_context_items(ids: list[int], targets: list[tuple[int, int]], max_len: int) -> list[_Item]:
     if len(ids) <= max_len:
         return [_Item(ids, [(r, p, p + 1) for r, p in targets])]
@@ -321,13 +364,18 @@ def extract_activations(
                          f"(max_position_embeddings = {max_len})")
     names = site_names(len(transformer_blocks(model)), sites, layers)
 
+    if pooling == "token":
+        raise ValueError("token pooling gives one row per token: call extract_token_activations")
     if pooling == "word":
         items = _word_items(units, tokenizer, max_len, context_window)
     else:
         items = _unit_items(units, tokenizer, max_len, pooling)
+    return _run(model, tokenizer, items, names, len(units), batch_size, device, dtype)
 
+
+def _run(model, tokenizer, items, names, n_rows, batch_size, device, dtype) -> dict[str, np.ndarray]:
     d = model.config.hidden_size
-    out = {name: np.zeros((len(units), d), dtype=np.float32) for name in names}
+    out = {name: np.zeros((n_rows, d), dtype=np.float32) for name in names}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     _forward(model, items, names, out, batch_size, device, pad_id)
     arrays = {}
@@ -339,6 +387,29 @@ def extract_activations(
                            np.dtype(dtype).name, np.abs(values).max())
         arrays[name] = cast
     return arrays
+
+
+def extract_token_activations(model, tokenizer, units: pd.DataFrame, sites: Sequence[str] = ("resid",),
+                              layers: Sequence[int] | None = None, batch_size: int = 16, device=None,
+                              dtype=np.float16) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Every token of every story (``units`` with run, word_index, text) at the requested sites.
+
+    Returns ``(arrays, tokens)``: ``{site}.{layer}`` → (n_tokens × d), and one
+    row per token: row, run, position (in the story, BOS excluded), token_id,
+    token (its text), unit_row (row of ``units`` holding the word it is part
+    of). Each token sees the story before it (overlapping windows when the
+    story exceeds the model's positions).
+    """
+    units = units.reset_index(drop=True)
+    if device is None:
+        device = next(model.parameters()).device
+    else:
+        device = resolve_device(device)
+        model.to(device)
+    model.eval()
+    names = site_names(len(transformer_blocks(model)), sites, layers)
+    items, tokens = _token_items(units, tokenizer, _max_positions(model))
+    return _run(model, tokenizer, items, names, len(tokens), batch_size, device, dtype), tokens
 
 
 # ---------------------------------------------------------------- storage
@@ -359,6 +430,27 @@ def save_activations(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
     encoded = {k: json.dumps(v, default=json_default) for k, v in metadata.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=encoded)
+
+
+def activation_memmap(path: str | os.PathLike, name: str) -> np.memmap:
+    """One stored tensor as a read-only memory map: rows are read from disk only when indexed.
+
+    safetensors keeps each tensor as one contiguous little-endian block after
+    an 8-byte header length and a JSON header, so a float16 tensor maps
+    directly; training on a layer larger than RAM streams through the page cache.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    if name not in header:
+        raise KeyError(f"{path}: no tensor {name!r}; it holds {sorted(k for k in header if k != '__metadata__')}. "
+                       f"Fix: re-extract with that site/layer requested")
+    info = header[name]
+    if info["dtype"] != "F16":
+        raise ValueError(f"{path}: tensor {name} is {info['dtype']}, expected F16 (the activation contract)")
+    begin, _ = info["data_offsets"]
+    return np.memmap(path, dtype="<f2", mode="r", offset=8 + n + begin, shape=tuple(info["shape"]))
 
 
 def load_activations(path: str | os.PathLike, names: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], dict]:

@@ -69,9 +69,27 @@ def _check_semantics(config: dict) -> None:
                     f"config key models[{m['name']}].train.checkpoints: steps {bad} exceed "
                     f"train.steps={t['steps']}; raise steps or drop those checkpoints")
     _check_task_names(config)
+    if "sae" in config["analyses"]:
+        _check_sae(config)
     dnames = [d["name"] for d in config["datasets"]]
     if len(set(dnames)) != len(dnames):
         raise ConfigError(f"config key datasets: dataset names must be unique, got {dnames}")
+
+
+def _check_sae(config: dict) -> None:
+    sae = config["sae"]
+    for m in config["models"]:
+        if m["source"] == "train" and sae["layer"] > m["train"]["n_layers"]:
+            raise ConfigError(f"config key sae.layer: {sae['layer']} exceeds model {m['name']}'s "
+                              f"{m['train']['n_layers']} layers (resid.0 is the embedding); pick 0..{m['train']['n_layers']}")
+    if sae["site"] == "mlp" and sae["layer"] == 0:
+        raise ConfigError("config key sae.layer: mlp sites start at layer 1")
+    for key, path in (("sae.corpus.path", sae["corpus"].get("path")), ("sae.dictionary", sae["dictionary"])):
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"config key {key}: file {path} not found; fix the path (relative to the "
+                              f"working directory)")
+    if abs(sum(sae["split"]) - 1) > 1e-6:
+        raise ConfigError(f"config key sae.split: train/val/test fractions {sae['split']} must sum to 1")
 
 
 DEMO_TASKS = ("toyfacts_en", "toyfacts_ja", "toyfacts")

@@ -106,6 +106,46 @@ def read_stimuli(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def text_corpus(path: str | Path, text_column: str = "text", lang_column: str | None = None,
+                max_documents: int | None = None) -> pd.DataFrame:
+    """A text corpus (parquet, jsonl or txt with one document per line) as a word-level stimulus set.
+
+    Words are whitespace-separated pieces (an unsegmented Japanese sentence
+    stays one piece: only the word-level truth needs words, and a real corpus
+    brings none; tokens are still mapped to the piece they fall in). Runs are
+    ``doc{i:06d}``; ``lang`` comes from ``lang_column`` or is left empty.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: corpus file not found; set sae.corpus.path to a parquet, jsonl or txt file")
+    if path.suffix == ".parquet":
+        docs = pd.read_parquet(path)
+    elif path.suffix in (".jsonl", ".json"):
+        docs = pd.read_json(path, lines=path.suffix == ".jsonl")
+    else:
+        docs = pd.DataFrame({text_column: [line for line in path.read_text(encoding="utf-8").splitlines()
+                                           if line.strip()]})
+    if text_column not in docs.columns:
+        raise DataError(f"{path}: no column {text_column!r} (it has {list(docs.columns)}); "
+                        f"set sae.corpus.text_column")
+    if lang_column is not None and lang_column not in docs.columns:
+        raise DataError(f"{path}: no column {lang_column!r}; set sae.corpus.lang_column or drop it")
+    docs = docs[docs[text_column].astype(str).str.strip() != ""].reset_index(drop=True)
+    if max_documents is not None:
+        docs = docs.iloc[:max_documents]
+    if len(docs) < 3:
+        raise DataError(f"{path}: {len(docs)} non-empty documents; a train/val/test split needs at least 3")
+    frames = []
+    for i, row in docs.iterrows():
+        words = str(row[text_column]).split()
+        run = f"doc{i:06d}"
+        frames.append(pd.DataFrame({
+            "unit_id": [f"{run}_{j:05d}" for j in range(len(words))], "run": run,
+            "word_index": np.arange(len(words)), "text": words,
+            "lang": str(row[lang_column]) if lang_column else "", "onset": np.nan, "offset": np.nan}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def check_alignment(stimuli: pd.DataFrame, brain: BrainData, stim_path: str, brain_path: str) -> None:
     """Every run needs both stimulus timings and brain data, and the words must fit in the run."""
     stim_runs = set(stimuli["run"].unique())

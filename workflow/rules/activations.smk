@@ -17,6 +17,9 @@ rule activations:
         stimsets=stimsets(),
         poolings=[pooling_of(s) for s in stimsets()],
         activations=config["activations"],
+        # Token-pooled sets (the SAE corpus) keep only the SAE's site and layer.
+        token_site=config["sae"]["site"],
+        token_layer=config["sae"]["layer"],
         device=config["device"],
     threads: threads("activations")
     log:

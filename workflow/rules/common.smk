@@ -112,7 +112,25 @@ def stimsets():
     sets = [stimset_of(d["name"]) for d in fmri_datasets()]
     if "probing" in config["analyses"]:
         sets += [f"probe_{t}" for t in config["probing"]["tasks"]]
+    if "sae" in config["analyses"]:
+        sets.append(SAE_CORPUS)
     return sets
+
+
+SAE_CORPUS = "sae_corpus"
+
+
+def sae_runs(model):
+    """(step, seed) of every SAE: one per checkpoint, plus a second seed at the last one."""
+    sae = config["sae"]
+    runs = [(s, sae["seed"]) for s in steps(model)]
+    if sae["seed_baseline"]:
+        runs.append((steps(model)[-1], sae["seed"] + 1))
+    return runs
+
+
+def sae_files(name):
+    return [f"{R}/sae/{m}/{s}/seed{seed}/{name}" for m in models() for s, seed in sae_runs(m)]
 
 
 def activation_files(model="{model}", step="{step}"):
@@ -120,7 +138,10 @@ def activation_files(model="{model}", step="{step}"):
 
 
 def pooling_of(stimset):
-    # Benchmark prompts are read whole (last token); stories word by word.
+    # Benchmark prompts are read whole (last token); stories word by word;
+    # the SAE corpus token by token.
+    if stimset == SAE_CORPUS:
+        return "token"
     return "last" if stimset.startswith("probe_") else "word"
 
 
@@ -148,5 +169,15 @@ def all_targets():
             *figure_files("phase_trajectory"),
             *figure_files("probing_histogram"),
             *figure_files("detachment_map"),
+        ]
+    if "sae" in analyses:
+        targets += [
+            f"{R}/tables/sae.parquet",
+            f"{R}/tables/sae_matching.parquet",
+            *figure_files("sae_language"),
+            *figure_files("sae_granularity"),
+            *figure_files("sae_metrics"),
+            *figure_files("sae_matching"),
+            *figure_files("sae_feature_cards"),
         ]
     return targets

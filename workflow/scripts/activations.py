@@ -2,7 +2,7 @@
 
 import time
 
-from brainphase.activations import extract_activations, save_activations
+from brainphase.activations import extract_activations, extract_token_activations, save_activations
 from brainphase.checkpoints import load_model
 from brainphase.runtime import setup_job
 from brainphase.stimuli import read_stimuli
@@ -17,10 +17,19 @@ for stimset, pooling, stim_path, out_path in zip(p.stimsets, p.poolings, snakema
     units = read_stimuli(stim_path)
     t0 = time.perf_counter()
     window = cfg["context_window"] if pooling == "word" else None
-    arrays = extract_activations(model, tokenizer, units, pooling, sites=cfg["sites"], context_window=window,
-                                 batch_size=cfg["batch_size"])
-    log.info("%s: %d units x %d tensors in %.1fs", stimset, len(units), len(arrays), time.perf_counter() - t0)
-    save_activations(out_path, arrays, {
-        "model": p.model, "step": p.revision, "tokens": int(p.tokens), "pooling": pooling,
-        "context_window": window, "unit_ids": units["unit_id"].tolist(), "stimset": stimset,
-    })
+    meta = {"model": p.model, "step": p.revision, "tokens": int(p.tokens), "pooling": pooling,
+            "context_window": window, "stimset": stimset}
+    if pooling == "token":
+        arrays, tokens = extract_token_activations(model, tokenizer, units, sites=[p.token_site],
+                                                   layers=[p.token_layer], batch_size=cfg["batch_size"])
+        meta.update(unit_ids=units["unit_id"].to_numpy()[tokens["unit_row"].to_numpy()].tolist(),
+                    token_ids=tokens["token_id"].tolist(), positions=tokens["position"].tolist(),
+                    tokens=tokens["token"].tolist())
+    else:
+        arrays = extract_activations(model, tokenizer, units, pooling, sites=cfg["sites"], context_window=window,
+                                     batch_size=cfg["batch_size"])
+        meta["unit_ids"] = units["unit_id"].tolist()
+    n_rows = len(meta["unit_ids"])
+    log.info("%s: %d %s rows x %d tensors in %.1fs", stimset, n_rows, "token" if pooling == "token" else "unit",
+             len(arrays), time.perf_counter() - t0)
+    save_activations(out_path, arrays, meta)

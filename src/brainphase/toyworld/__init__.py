@@ -12,6 +12,7 @@ from .world import (
     World,
     build_corpus,
     build_world,
+    corpus_stories,
     simulate_fmri,
     stimulus_stories,
     word_timings,
@@ -19,6 +20,6 @@ from .world import (
 
 __all__ = [
     "GROUPS", "LANGS", "Facts", "FMRIParams", "Lexicon", "StoryTeller", "World",
-    "build_corpus", "build_world", "canonical_hrf", "generate_facts", "generate_lexicon",
+    "build_corpus", "build_world", "corpus_stories", "canonical_hrf", "generate_facts", "generate_lexicon",
     "simulate_fmri", "stimulus_stories", "story_text", "word_timings",
 ]

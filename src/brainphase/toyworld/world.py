@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import fmri
 from .lexicon import Lexicon, generate_lexicon
-from .stories import Facts, StoryTeller, Word, generate_facts, story_text
+from .stories import ENDINGS, Facts, StoryTeller, Word, generate_facts, story_text
 
 
 @dataclass
@@ -34,6 +34,44 @@ def build_corpus(world: World, n_stories: int, words_range: tuple[int, int], lan
         lang = langs[i % len(langs)]
         rows.append({"doc": i, "lang": lang, "text": story_text(teller.story(lang, int(n)))})
     return pd.DataFrame(rows)
+
+
+def corpus_stories(world: World, n_per_lang: int, words_range: tuple[int, int], langs: list[str],
+                   seed: int) -> pd.DataFrame:
+    """Stories as a word-level stimulus set without timings (text corpora for SAEs), with the
+    world's truth per word: concept (shared by synonyms and translations; -1 for function
+    words), category, and lemma (the form without its inflection, on which synonymy is
+    judged). Runs are named ``{lang}{i:04d}``."""
+    teller = StoryTeller(world.lexicon, world.facts, seed)
+    rng = np.random.default_rng(seed + 13)
+    frames = []
+    for lang in langs:
+        for i, n in enumerate(rng.integers(words_range[0], words_range[1] + 1, size=n_per_lang)):
+            words = teller.story(lang, int(n))
+            run = f"{lang}{i:04d}"
+            frames.append(pd.DataFrame({
+                "unit_id": [f"{run}_{j:04d}" for j in range(len(words))],
+                "run": run,
+                "word_index": np.arange(len(words)),
+                "text": [w.form for w in words],
+                "lang": lang,
+                "onset": np.nan,
+                "offset": np.nan,
+                "concept": [w.concept for w in words],
+                "category": [w.category for w in words],
+                "lemma": [lemma(w) for w in words],
+            }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def lemma(word: Word) -> str:
+    """A content word without its inflection ending (``kreebem-o`` → ``kreebem``); others as they are."""
+    if word.concept < 0:
+        return word.form
+    for ending in ENDINGS[word.lang]:
+        if word.form.endswith(ending):
+            return word.form[: -len(ending)]
+    return word.form
 
 
 def word_timings(words: list[Word], rng: np.random.Generator, lead_in: float) -> tuple[np.ndarray, np.ndarray]:

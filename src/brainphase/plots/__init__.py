@@ -12,9 +12,26 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from ..io import atomic_path  # noqa: E402
 
 sns.set_theme(context="paper", style="ticks", font_scale=1.1)
+
+
+def _register_japanese_font() -> None:
+    # The demo's second language is written in kana, and real studies in
+    # Japanese: DejaVu has no such glyphs, so IPAexGothic (bundled by
+    # matplotlib-fontja) is the fallback for any glyph DejaVu lacks.
+    from matplotlib import font_manager
+
+    try:
+        from matplotlib_fontja import get_font_ttf_path  # importing it also switches the family: reset below
+    except ImportError:
+        return
+    font_manager.fontManager.addfont(get_font_ttf_path())
+    plt.rcParams["font.family"] = ["DejaVu Sans", "IPAexGothic"]
+
+
+_register_japanese_font()
 
 
 def save_figure(fig, paths, dpi: int = 150) -> None:
