@@ -117,3 +117,30 @@ def test_planted_voxels_beat_null_voxels(micro_run):
     best = g[g["metric"] == "best_layer_r"].groupby("group")["value"].mean()
     assert best["lowlevel"] > best["null"] + 0.1
     assert np.isfinite(best).all()
+
+
+def test_micro_run_sae_per_checkpoint(micro_run):
+    r = micro_run / "results"
+    steps = {"step0", "step5", "step10", "step20", "step40"}
+    sae = pd.read_parquet(r / "tables/sae.parquet")
+    main = sae[sae["seed"] == 0]
+    assert set(main["step"]) == steps and set(sae[sae["seed"] == 1]["step"]) == {"step40"}
+    wide = main.pivot_table(index="step", columns="metric", values="value")
+    assert ((wide["test_fvu"] > 0) & (wide["test_fvu"] < 1.5)).all()
+    assert (wide["test_l0"] <= 4 + 1e-9).all()
+    assert wide["ce_loss_recovered"].notna().all()
+    for column in ("language", "granularity"):
+        shares = wide[[c for c in wide if c.startswith(f"share_{column}_")]].sum(axis=1)
+        labelled = wide["n_classified"] > 0 if column == "granularity" else shares > 0
+        np.testing.assert_allclose(shares[labelled], 1.0, atol=1e-9)
+    features = pd.read_parquet(r / "tables/sae_features.parquet")
+    assert set(features["language"]) <= {"ja", "en", "mixed", "none"}
+    matching = pd.read_parquet(r / "tables/sae_matching.parquet")
+    assert (matching["comparison"] == "checkpoint").sum() == len(steps) - 1
+    assert (matching["comparison"] == "seed").sum() == 1
+    assert matching["match_rate"].between(0, 1).all()
+    sheet = pd.read_csv(r / "sae/toy/step40/seed0/labelling_sheet.csv")
+    assert "label" in sheet and sheet["label"].isna().all()
+    assert "<html" in (r / "sae/toy/step40/seed0/features.html").read_text().lower()
+    for f in ("sae_language", "sae_granularity", "sae_metrics", "sae_matching", "sae_feature_cards"):
+        assert (r / "figures" / f"{f}.png").stat().st_size > 10_000

@@ -288,6 +288,17 @@ def _unit_items(units: pd.DataFrame, tokenizer, max_len: int, pooling: str) -> l
 # ---------------------------------------------------------------- extraction
 
 
+def _ready(model, device):
+    """Eval mode on ``device`` (``None``: where the model is); returns the device."""
+    if device is None:
+        device = next(model.parameters()).device
+    else:
+        device = resolve_device(device)
+        model.to(device)
+    model.eval()
+    return device
+
+
 def _max_positions(model) -> int:
     n = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     if not n:
@@ -352,12 +363,7 @@ def extract_activations(
     if context_window is not None and pooling != "word":
         raise ValueError("context_window applies to word pooling only")
     units = units.reset_index(drop=True)
-    if device is None:
-        device = next(model.parameters()).device
-    else:
-        device = resolve_device(device)
-        model.to(device)
-    model.eval()
+    device = _ready(model, device)
     max_len = _max_positions(model)
     if context_window is not None and not 0 <= context_window < max_len:
         raise ValueError(f"context_window {context_window} must lie in [0, {max_len - 1}] for this model "
@@ -401,12 +407,7 @@ def extract_token_activations(model, tokenizer, units: pd.DataFrame, sites: Sequ
     story exceeds the model's positions).
     """
     units = units.reset_index(drop=True)
-    if device is None:
-        device = next(model.parameters()).device
-    else:
-        device = resolve_device(device)
-        model.to(device)
-    model.eval()
+    device = _ready(model, device)
     names = site_names(len(transformer_blocks(model)), sites, layers)
     items, tokens = _token_items(units, tokenizer, _max_positions(model))
     return _run(model, tokenizer, items, names, len(tokens), batch_size, device, dtype), tokens

@@ -129,6 +129,12 @@ def sae_runs(model):
     return runs
 
 
+def card_steps(model):
+    # Feature cards show an early, a middle and the last checkpoint.
+    s = steps(model)
+    return list(dict.fromkeys([s[0], s[len(s) // 2], s[-1]]))
+
+
 def sae_files(name):
     return [f"{R}/sae/{m}/{s}/seed{seed}/{name}" for m in models() for s, seed in sae_runs(m)]
 

@@ -104,11 +104,6 @@ rule sae_matching:
         "../scripts/sae_matching.py"
 
 
-def card_steps(model):
-    s = steps(model)
-    return list(dict.fromkeys([s[0], s[len(s) // 2], s[-1]]))
-
-
 rule plot_sae:
     input:
         metrics=f"{R}/tables/sae.parquet",
