@@ -16,6 +16,7 @@ include: "workflow/rules/encoding.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/probing.smk"
 include: "workflow/rules/sae.smk"
+include: "workflow/rules/crosscoder.smk"
 include: "workflow/rules/phases.smk"
 include: "workflow/rules/plots.smk"
 

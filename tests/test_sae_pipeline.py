@@ -84,3 +84,24 @@ def test_ce_loss_recovered_is_one_for_identity_and_zero_for_ablation(lm, corpus)
     noisy = ce_loss_recovered(model, seqs, lambda h: h + 0.5 * h.norm(dim=-1, keepdim=True) * torch.randn(
         h.shape, generator=g) / h.shape[-1] ** 0.5, "resid", 1, tok.bos_token_id)
     assert noisy["ce_loss_recovered"] < 1.0
+
+
+def test_token_table_joins_words_truth_and_a_dictionary():
+    from brainphase.sae.pipeline import token_table
+
+    words = pd.DataFrame({"unit_id": ["d0_0", "d0_1", "d1_0"], "run": ["d0", "d0", "d1"], "text": ["cat", "sat", "ねこ"],
+                          "lang": ["en", "en", "ja"], "concept": [3, -1, 3], "category": ["animal", "", "animal"],
+                          "lemma": ["cat", "sat", "ねこ"]})
+    meta = {"unit_ids": ["d0_0", "d0_0", "d0_1", "d1_0"], "token_ids": [5, 6, 7, 8], "positions": [0, 1, 2, 0],
+            "tokens": ["c", "at", " sat", "ねこ"]}
+    t = token_table(meta, words)
+    assert t["doc"].tolist() == ["d0", "d0", "d0", "d1"] and t["word"].tolist() == ["cat", "cat", "sat", "ねこ"]
+    # Function words carry no concept; a translation shares its concept id.
+    assert t["concept"].tolist()[:2] == [3, 3] and np.isnan(t["concept"].iloc[2]) and t["concept"].iloc[3] == 3
+    assert t["category"].isna().tolist() == [False, False, True, False]
+    # A real corpus takes its truth from a dictionary instead.
+    d = pd.DataFrame({"word": ["sat"], "concept": [9], "category": ["verb"]})
+    t = token_table(meta, words.drop(columns=["concept", "category"]), d)
+    assert t["concept"].isna().tolist() == [True, True, False, True] and t["category"].iloc[2] == "verb"
+    with pytest.raises(ValueError, match="stale"):
+        token_table({**meta, "unit_ids": ["zz"] * 4}, words)

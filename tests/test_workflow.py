@@ -144,3 +144,22 @@ def test_micro_run_sae_per_checkpoint(micro_run):
     assert "<html" in (r / "sae/toy/step40/seed0/features.html").read_text().lower()
     for f in ("sae_language", "sae_granularity", "sae_metrics", "sae_matching", "sae_feature_cards"):
         assert (r / "figures" / f"{f}.png").stat().st_size > 10_000
+
+
+def test_micro_run_crosscoder_with_shuffle_control(micro_run):
+    r = micro_run / "results"
+    m = pd.read_parquet(r / "tables/crosscoder.parquet")
+    assert set(m["step"]) == {"step0", "step5", "step10", "step20", "step40"}
+    wide = m.pivot_table(index="step", columns="metric", values="value")
+    for fit in ("real", "shuffled"):
+        fractions = wide[[f"{fit}_fraction_{c}" for c in ("shared", "brain", "lm")]]
+        assert ((fractions >= 0) & (fractions <= 1)).all().all() and (fractions.sum(axis=1) <= 1 + 1e-9).all()
+        assert wide[f"{fit}_test_r_brain"].between(-1, 1).all()
+    latents = pd.read_parquet(r / "tables/crosscoder_latents.parquet")
+    assert set(latents["fit"]) == {"real", "shuffled"}
+    assert latents["r"].dropna().between(-1, 1).all()
+    windows = pd.read_parquet(r / "tables/crosscoder_windows.parquet")
+    assert {"latent", "run", "time", "text", "class"} <= set(windows.columns)
+    assert windows["run"].str.startswith("test").all()
+    for f in ("crosscoder_ri", "crosscoder_fractions", "crosscoder_maps"):
+        assert (r / "figures" / f"{f}.png").stat().st_size > 10_000

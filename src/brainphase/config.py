@@ -71,6 +71,12 @@ def _check_semantics(config: dict) -> None:
     _check_task_names(config)
     if "sae" in config["analyses"]:
         _check_sae(config)
+    if "crosscoder" in config["analyses"]:
+        for m in config["models"]:
+            layer = config["crosscoder"]["layer"]
+            if m["source"] == "train" and layer > m["train"]["n_layers"]:
+                raise ConfigError(f"config key crosscoder.layer: {layer} exceeds model {m['name']}'s "
+                                  f"{m['train']['n_layers']} layers; pick 0..{m['train']['n_layers']}")
     dnames = [d["name"] for d in config["datasets"]]
     if len(set(dnames)) != len(dnames):
         raise ConfigError(f"config key datasets: dataset names must be unique, got {dnames}")

@@ -129,6 +129,11 @@ def sae_runs(model):
     return runs
 
 
+def crosscoder_files(name):
+    return [f"{R}/crosscoder/{m}/{s}/{d['name']}/{sub}/{name}" for m in models() for s in steps(m)
+            for d in fmri_datasets() for sub in d["subjects"]]
+
+
 def card_steps(model):
     # Feature cards show an early, a middle and the last checkpoint.
     s = steps(model)
@@ -185,5 +190,12 @@ def all_targets():
             *figure_files("sae_metrics"),
             *figure_files("sae_matching"),
             *figure_files("sae_feature_cards"),
+        ]
+    if "crosscoder" in analyses:
+        targets += [
+            f"{R}/tables/crosscoder.parquet",
+            *figure_files("crosscoder_ri"),
+            *figure_files("crosscoder_fractions"),
+            *figure_files("crosscoder_maps"),
         ]
     return targets

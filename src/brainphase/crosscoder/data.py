@@ -1,0 +1,100 @@
+"""Per-TR inputs of the brain–LM crosscoder (METHODS §9) from word activations and BOLD.
+
+x_lm(t) is the mean of the layer's Lanczos-resampled word features at t − 2,
+−4, −6 and −8 s (the hemodynamic lag, as one vector rather than the encoding
+model's concatenated FIR copies, so the crosscoder sees one LM vector per TR);
+x_brain(t) the BOLD at t. Both are z-scored per run and trimmed like the
+encoding model's inputs. Runs are whole stories in one split: training
+stories feed training and validation, the test stories (repeats averaged)
+the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..encoding.delays import fir_delays, prepare_responses, trim, zscore_runs
+from ..encoding.pipeline import features_per_run, runs_by_split
+
+
+@dataclass
+class CrosscoderInputs:
+    x_brain: np.ndarray  # (n_trs, n_voxels)
+    x_lm: np.ndarray  # (n_trs, d)
+    run: np.ndarray  # run name of each row
+    time: np.ndarray  # acquisition time (s) of each row's TR
+    split: dict[str, np.ndarray]  # train / val / test row indices
+
+
+def delayed_mean(runs: Sequence[np.ndarray], delays: Sequence[int]) -> list[np.ndarray]:
+    """Per run, the mean of the copies shifted by ``delays`` TRs (zero padded, never across runs)."""
+    out = []
+    for r in runs:
+        d = r.shape[1]
+        out.append(fir_delays(r, delays).reshape(len(r), len(delays), d).mean(axis=1))
+    return out
+
+
+def delays_in_trs(delays_s: Sequence[float], tr: float) -> list[int]:
+    trs = [d / tr for d in delays_s]
+    if any(abs(t - round(t)) > 1e-6 for t in trs):
+        raise ValueError(f"crosscoder delays {list(delays_s)} s are not whole TRs of {tr} s; "
+                         f"set crosscoder.delays_s to multiples of the TR")
+    return [int(round(t)) for t in trs]
+
+
+def crosscoder_inputs(acts: np.ndarray, stimuli: pd.DataFrame, brain, delays_s: Sequence[float] = (2, 4, 6, 8),
+                      n_trim: int = 5, val_fraction: float = 0.15, seed: int = 0) -> CrosscoderInputs:
+    """Rows: every kept TR of every run, training runs first; ``split`` by story.
+
+    ``acts`` is one layer's word activations, rows following ``stimuli``.
+    """
+    train_runs, test_runs = runs_by_split(stimuli, brain)
+    delays = delays_in_trs(delays_s, brain.tr)
+    runs = train_runs + test_runs
+    lm = trim(delayed_mean(zscore_runs(features_per_run(acts, stimuli, brain, runs)), delays), n_trim)
+    x_brain, index = prepare_responses([brain.runs[r].data for r in runs], n_trim)
+    x_lm = np.concatenate(lm, axis=0).astype(np.float32)
+    if len(x_lm) != len(x_brain):
+        raise ValueError(f"LM features ({len(x_lm)} TRs) and brain data ({len(x_brain)} TRs) disagree; "
+                         f"check the stimulus timings against the runs")
+    run = np.array(runs, dtype=object)[index]
+    times = np.concatenate([tt[n_trim: len(tt) - n_trim] for tt in (brain.tr_times(r) for r in runs)])
+    rng = np.random.default_rng(seed)
+    n_val = max(1, round(val_fraction * len(train_runs)))
+    if len(train_runs) - n_val < 1:
+        raise ValueError(f"{len(train_runs)} training stories cannot give both training and validation stories")
+    val_runs = set(rng.choice(train_runs, size=n_val, replace=False))
+    split = {
+        "train": np.flatnonzero([r in train_runs and r not in val_runs for r in run]),
+        "val": np.flatnonzero([r in val_runs for r in run]),
+        "test": np.flatnonzero([r in test_runs for r in run]),
+    }
+    return CrosscoderInputs(x_brain.astype(np.float32), x_lm, run, times, split)
+
+
+def heard_before(stimuli: pd.DataFrame, run: str, t: float, window_s: float = 8.0) -> str:
+    """The words of ``run`` whose onset lies in the ``window_s`` seconds up to ``t``."""
+    w = stimuli[(stimuli["run"] == run) & (stimuli["onset"] > t - window_s) & (stimuli["onset"] <= t)]
+    return " ".join(w.sort_values("onset")["text"].astype(str))
+
+
+def top_windows(z: np.ndarray, inputs: CrosscoderInputs, rows: np.ndarray, stimuli: pd.DataFrame,
+                latents: Sequence[int], window_s: float = 8.0) -> pd.DataFrame:
+    """Per latent and test story: the TR of maximum activation and the text heard in the 8 s up to it."""
+    out = []
+    runs = inputs.run[rows]
+    for lat in latents:
+        for story in dict.fromkeys(runs):
+            sel = np.flatnonzero(runs == story)
+            best = sel[np.argmax(z[sel, lat])]
+            if z[best, lat] <= 0:
+                continue
+            t = float(inputs.time[rows[best]])
+            out.append({"latent": int(lat), "run": story, "time": t, "activation": float(z[best, lat]),
+                        "text": heard_before(stimuli, story, t, window_s)})
+    return pd.DataFrame(out, columns=["latent", "run", "time", "activation", "text"])

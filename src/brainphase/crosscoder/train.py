@@ -1,0 +1,204 @@
+"""Train the brain–LM crosscoder on paired per-TR arrays, and the inputs' scaling and null.
+
+Loss = ‖x̂_brain − x_brain‖² + ‖x̂_lm − x_lm‖² + α·AuxK, squared errors summed
+over dimensions and averaged over the batch. Unlike the token SAE's FVU this
+keeps one scale for both sides, which scale_to_unit_norm fixes beforehand:
+with equal mean norms neither side buys more loss per unit of decoder norm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..checkpoints import resolve_device
+from ..sae.loss import auxk_codes
+from .model import BrainLMCrosscoder
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class CrosscoderTrainConfig:
+    d_latent: int = 1024
+    k: int = 64                  # active latents per TR
+    k_aux: int = 512             # dead latents asked to model the residual
+    aux_coef: float = 1 / 32
+    lr: float = 1e-4
+    batch_size: int = 2048       # TRs per step
+    epochs: int = 300            # most epochs
+    patience: int = 20           # epochs without a better validation loss before stopping; 0: never stop
+    seed: int = 0
+    device: str = "cpu"          # cpu, cuda or auto
+
+
+def scale_to_unit_norm(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(x * scale, scale)`` with ``scale`` making the mean L2 norm of the ``rows`` rows 1.
+
+    The factor comes from the training rows only, so validation and test TRs
+    are scaled without looking at them; it is one number per side, keeping
+    the side's own geometry.
+    """
+    x = np.asarray(x)
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        raise ValueError("scale_to_unit_norm needs at least one row to measure the norm on")
+    mean_norm = float(np.linalg.norm(x[rows].astype(np.float64), axis=1).mean())
+    if not mean_norm > 0:
+        raise ValueError(f"the rows' mean L2 norm is {mean_norm}; cannot scale all-zero (or NaN) data to unit norm")
+    scale = 1.0 / mean_norm
+    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
+    return (x * scale).astype(dtype, copy=False), scale
+
+
+def time_shuffle(x_brain: np.ndarray, train_rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A copy of ``x_brain`` whose training rows are permuted among themselves.
+
+    The control of seed 003: it breaks which brain TR goes with which LM TR
+    but keeps the brain's own distribution (and the training set's contents),
+    so latents that stay shared after it are not evidence of alignment.
+    Validation and test rows are untouched, so the control is scored on real pairs.
+    """
+    x_brain = np.asarray(x_brain)
+    train_rows = np.asarray(train_rows, dtype=np.int64)
+    out = x_brain.copy()
+    out[train_rows] = x_brain[np.random.default_rng(seed).permutation(train_rows)]
+    return out
+
+
+def reconstruction_losses(x_brain, x_lm, x_hat_brain, x_hat_lm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per side, Σ_dims (x̂ − x)² averaged over the batch."""
+    return ((x_hat_brain - x_brain).pow(2).sum(-1).mean(),
+            (x_hat_lm - x_lm).pow(2).sum(-1).mean())
+
+
+def auxk_loss(model: BrainLMCrosscoder, x_brain, x_lm, x_hat_brain, x_hat_lm, pre, dead_mask: torch.Tensor,
+              k_aux: int) -> torch.Tensor:
+    """‖e − ê‖² with e the residual of both sides (x̂ detached) and ê = [W_brain; W_lm] z_aux.
+
+    The dead latents get no gradient from the main loss; modelling what the
+    live ones miss brings them back. x̂ is detached so the live latents are
+    not pulled towards leaving a residual.
+    """
+    if k_aux <= 0 or not bool(dead_mask.any()):
+        # An empty sum: zero, but still in the graph so the caller may backward it.
+        return pre[..., :0].sum()
+    z_aux = auxk_codes(pre, dead_mask, k_aux)
+    e_hat_brain, e_hat_lm = model.decode(z_aux)
+    brain, lm = reconstruction_losses(x_brain - x_hat_brain.detach(), x_lm - x_hat_lm.detach(), e_hat_brain, e_hat_lm)
+    return brain + lm
+
+
+def _autocast(device: torch.device):
+    # bf16 on CUDA halves memory traffic; CPU bf16 matmuls are slow and lossy, so CPU stays float32.
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def as_tensor(x, rows: np.ndarray, device) -> torch.Tensor:
+    """Rows ``rows`` of ``x`` as float32 on ``device``."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if torch.is_tensor(x):
+        return x[torch.from_numpy(rows)].to(device=device, dtype=torch.float32)
+    return torch.from_numpy(np.asarray(x[rows], dtype=np.float32)).to(device)
+
+
+@torch.no_grad()
+def _validation_losses(model, x_brain: torch.Tensor, x_lm: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    brain = lm = 0.0
+    for lo in range(0, len(x_brain), batch_size):
+        xb, xl = x_brain[lo:lo + batch_size], x_lm[lo:lo + batch_size]
+        x_hat_brain, x_hat_lm, _, _ = model(xb, xl)
+        b, m = reconstruction_losses(xb, xl, x_hat_brain.float(), x_hat_lm.float())
+        brain += b.item() * len(xb)
+        lm += m.item() * len(xb)
+    return brain / len(x_brain), lm / len(x_brain)
+
+
+def train_crosscoder(x_brain, x_lm, train_rows: np.ndarray, val_rows: np.ndarray, cfg: CrosscoderTrainConfig,
+                     log: logging.Logger | None = None) -> tuple[BrainLMCrosscoder, pd.DataFrame]:
+    """Fit on ``train_rows`` of the paired arrays; return the best-validation-loss parameters and the history.
+
+    ``x_brain`` (T × n_voxels) and ``x_lm`` (T × d) share their rows (TRs) and
+    come scaled by the caller. Validation loss is the reconstruction loss
+    alone: AuxK depends on which latents are dead, so it is no fixed yardstick.
+    History: one row per epoch (epoch, steps, loss, loss_brain, loss_lm, aux,
+    dead_fraction, val_loss, val_loss_brain, val_loss_lm, best).
+    """
+    log = log or logger
+    train_rows = np.asarray(train_rows, dtype=np.int64)
+    val_rows = np.asarray(val_rows, dtype=np.int64)
+    if len(x_brain) != len(x_lm):
+        raise ValueError(f"x_brain has {len(x_brain)} rows and x_lm {len(x_lm)}; they must be the same TRs")
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise ValueError(f"need at least 1 training and 1 validation row, got {len(train_rows)} and {len(val_rows)}")
+    device = resolve_device(cfg.device)
+    model = BrainLMCrosscoder(x_brain.shape[1], x_lm.shape[1], cfg.d_latent, cfg.k, seed=cfg.seed).to(device)
+    rng = np.random.default_rng(cfg.seed)
+    # fMRI data are small (thousands of TRs): each split moves to the device once.
+    train_b, train_l = as_tensor(x_brain, train_rows, device), as_tensor(x_lm, train_rows, device)
+    val_b, val_l = as_tensor(x_brain, val_rows, device), as_tensor(x_lm, val_rows, device)
+
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
+    log_every = max(1, cfg.epochs // 20)
+    # Dead = silent through the whole previous epoch; nothing is dead in the first.
+    dead = torch.zeros(model.d_latent, dtype=torch.bool, device=device)
+    history, best = [], (math.inf, -1, None)
+    start = time.perf_counter()
+
+    for epoch in range(cfg.epochs):
+        order = torch.from_numpy(rng.permutation(len(train_rows))).to(device)
+        fired = torch.zeros(model.d_latent, dtype=torch.bool, device=device)
+        sums = np.zeros(4)
+        for i in range(steps_per_epoch):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            xb, xl = train_b[idx], train_l[idx]
+            with _autocast(device):
+                x_hat_brain, x_hat_lm, z, pre = model(xb, xl)
+            x_hat_brain, x_hat_lm, pre = x_hat_brain.float(), x_hat_lm.float(), pre.float()
+            loss_brain, loss_lm = reconstruction_losses(xb, xl, x_hat_brain, x_hat_lm)
+            aux = auxk_loss(model, xb, xl, x_hat_brain, x_hat_lm, pre, dead, cfg.k_aux) if cfg.aux_coef > 0 \
+                else loss_brain.new_zeros(())
+            loss = loss_brain + loss_lm + cfg.aux_coef * aux
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            fired |= (z > 0).any(0)
+            # Batch-size weighted, so the epoch means are over TRs even with a short last batch.
+            sums += len(xb) * torch.stack([loss, loss_brain, loss_lm, aux]).detach().cpu().numpy()
+        dead = ~fired
+
+        val_brain, val_lm = _validation_losses(model, val_b, val_l, cfg.batch_size)
+        val_loss = val_brain + val_lm
+        improved = val_loss < best[0]
+        if improved:
+            best = (val_loss, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        means = sums / len(train_rows)
+        history.append({"epoch": epoch, "steps": (epoch + 1) * steps_per_epoch, "loss": means[0],
+                        "loss_brain": means[1], "loss_lm": means[2], "aux": means[3],
+                        "dead_fraction": dead.float().mean().item(), "val_loss": val_loss,
+                        "val_loss_brain": val_brain, "val_loss_lm": val_lm, "best": improved})
+        stop = cfg.patience > 0 and epoch - best[1] >= cfg.patience
+        if (epoch + 1) % log_every == 0 or stop or epoch == cfg.epochs - 1:
+            elapsed = time.perf_counter() - start
+            log.info("crosscoder epoch %d/%d: loss %.4f (brain %.4f, LM %.4f), val %.4f (best %.4f at %d), "
+                     "dead %.1f%%, %.2f s/epoch, ETA %.0f s", epoch + 1, cfg.epochs, means[0], means[1], means[2],
+                     val_loss, best[0], best[1] + 1, 100 * history[-1]["dead_fraction"], elapsed / (epoch + 1),
+                     elapsed / (epoch + 1) * (cfg.epochs - epoch - 1))
+        if stop:
+            log.info("crosscoder: no better validation loss for %d epochs, stopping", cfg.patience)
+            break
+
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    log.info("crosscoder done: %d epochs, best val loss %.4f at epoch %d", len(history), best[0], best[1] + 1)
+    return model, pd.DataFrame(history)

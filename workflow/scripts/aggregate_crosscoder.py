@@ -1,0 +1,12 @@
+"""All crosscoder metrics, latents and top windows in tidy tables."""
+
+import pandas as pd
+
+from brainphase.io import write_parquet
+from brainphase.runtime import setup_job
+
+snakemake = snakemake  # noqa: F821
+setup_job(snakemake.log[0])
+for key in ("metrics", "latents", "windows"):
+    write_parquet(pd.concat([pd.read_parquet(f) for f in snakemake.input[key]], ignore_index=True),
+                  snakemake.output[key])

@@ -1,0 +1,44 @@
+"""Crosscoder of one checkpoint and subject, with the time-shuffled control."""
+
+import time
+
+import pandas as pd
+
+from brainphase.activations import load_activations
+from brainphase.checkpoints import resolve_device
+from brainphase.crosscoder import save_crosscoder
+from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
+from brainphase.io import write_parquet
+from brainphase.runtime import setup_job
+from brainphase.stimuli import DataError, check_alignment, read_brain, read_stimuli
+
+snakemake = snakemake  # noqa: F821
+p = snakemake.params
+wc = snakemake.wildcards
+cfg = p.crosscoder
+log = setup_job(snakemake.log[0], snakemake.threads, cfg["seed"])
+name = f"{cfg['site']}.{cfg['layer']}"
+
+stimuli = read_stimuli(snakemake.input.stimuli)
+brain = read_brain(snakemake.input.brain)
+check_alignment(stimuli, brain, snakemake.input.stimuli, snakemake.input.brain)
+acts, meta = load_activations(snakemake.input.activations, names=[name])
+if list(meta["unit_ids"]) != stimuli["unit_id"].tolist():
+    raise DataError(f"{snakemake.input.activations}: unit ids differ from {snakemake.input.stimuli}; "
+                    "the activation cache is stale — delete it and rerun")
+groups = None
+if snakemake.input.truth:
+    groups = pd.read_parquet(snakemake.input.truth[0]).sort_values("voxel")["group"].to_numpy()
+t0 = time.perf_counter()
+res = run_checkpoint_crosscoder(acts[name], stimuli, brain, cfg, device=str(resolve_device(p.device)),
+                                voxel_groups=groups)
+log.info("%s/%s %s: %.1fs", wc.model, wc.step, name, time.perf_counter() - t0)
+
+ids = {"model": wc.model, "step": wc.step, "tokens": int(p.tokens), "dataset": wc.dataset,
+       "subject": wc.subject, "layer": int(cfg["layer"]), "site": cfg["site"]}
+for fit, out in (("real", snakemake.output.real), ("shuffled", snakemake.output.shuffled)):
+    save_crosscoder(out, res.models[fit], {**ids, "fit": fit})
+write_parquet(pd.DataFrame([{"analysis": "crosscoder", **ids, "metric": k, "value": float(v)}
+                            for k, v in res.metrics.items()]), snakemake.output.metrics)
+for key in ("latents", "windows", "weights"):
+    write_parquet(getattr(res, key).assign(**ids), snakemake.output[key])
