@@ -88,3 +88,23 @@ def json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_torch_tensors(path: str | os.PathLike, tensors: dict, metadata: dict) -> None:
+    """Torch tensors to safetensors (float32 on CPU), each metadata value JSON-encoded, atomically."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in tensors.items()}
+    meta = {str(k): json.dumps(v, default=json_default) for k, v in metadata.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def read_torch_tensors(path: str | os.PathLike, names) -> tuple[dict, dict]:
+    """The named tensors of a safetensors file and its JSON-decoded metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+        return {n: f.get_tensor(n) for n in names}, meta

@@ -11,13 +11,12 @@ would reconstruct each side's mean without any latent paying for it.
 
 from __future__ import annotations
 
-import json
 import os
 
 import torch
 from torch import nn
 
-from ..io import atomic_path, json_default
+from ..io import read_torch_tensors, write_torch_tensors
 
 TENSORS = ("W_brain", "W_lm", "b_enc")
 INIT_NORM = 0.1  # every column of both sides at init: small, and neither side ahead
@@ -66,21 +65,12 @@ def _random_columns(n_rows: int, n_cols: int, gen: torch.Generator) -> torch.Ten
 
 def save_crosscoder(path: str | os.PathLike, model: BrainLMCrosscoder, metadata: dict) -> None:
     """Write ``model`` to a safetensors file; ``metadata`` values are stored JSON-encoded."""
-    from safetensors.torch import save_file
-
-    tensors = {name: getattr(model, name).detach().to("cpu", torch.float32).contiguous() for name in TENSORS}
-    meta = {**metadata, "n_brain": model.n_brain, "n_lm": model.n_lm, "d_latent": model.d_latent, "k": model.k}
-    meta = {str(key): json.dumps(value, default=json_default) for key, value in meta.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    write_torch_tensors(path, {name: getattr(model, name) for name in TENSORS},
+                        {**metadata, "n_brain": model.n_brain, "n_lm": model.n_lm, "d_latent": model.d_latent, "k": model.k})
 
 
 def load_crosscoder(path: str | os.PathLike, device="cpu") -> tuple[BrainLMCrosscoder, dict]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = {key: json.loads(value) for key, value in (f.metadata() or {}).items()}
-        tensors = {name: f.get_tensor(name) for name in TENSORS}
+    tensors, meta = read_torch_tensors(path, TENSORS)
     model = BrainLMCrosscoder(meta["n_brain"], meta["n_lm"], meta["d_latent"], meta["k"])
     model.load_state_dict(tensors)
     return model.to(device), meta

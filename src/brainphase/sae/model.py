@@ -9,7 +9,6 @@ the input once, for encoder and decoder alike.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io import atomic_path, json_default
+from ..io import read_torch_tensors, write_torch_tensors
 
 TENSORS = ("W_enc", "W_dec", "b_pre")
 
@@ -116,21 +115,12 @@ def geometric_median(points, n_iter: int = 100, eps: float = 1e-6) -> torch.Tens
 
 def save_sae(path: str | os.PathLike, sae: TopKSAE, metadata: dict) -> None:
     """Write ``sae`` to a safetensors file; ``metadata`` values are stored JSON-encoded."""
-    from safetensors.torch import save_file
-
-    tensors = {name: getattr(sae, name).detach().to("cpu", torch.float32).contiguous() for name in TENSORS}
-    meta = {**metadata, "d_in": sae.d_in, "n_latents": sae.n_latents, "k": sae.k}
-    meta = {str(key): json.dumps(value, default=json_default) for key, value in meta.items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    write_torch_tensors(path, {name: getattr(sae, name) for name in TENSORS},
+                        {**metadata, "d_in": sae.d_in, "n_latents": sae.n_latents, "k": sae.k})
 
 
 def load_sae(path: str | os.PathLike, device="cpu") -> tuple[TopKSAE, dict]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        meta = {key: json.loads(value) for key, value in (f.metadata() or {}).items()}
-        tensors = {name: f.get_tensor(name) for name in TENSORS}
+    tensors, meta = read_torch_tensors(path, TENSORS)
     sae = TopKSAE(meta["d_in"], meta["n_latents"], meta["k"])
     sae.load_state_dict(tensors)
     return sae.to(device), meta
