@@ -433,6 +433,18 @@ def save_activations(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
         save_file(tensors, str(tmp), metadata=encoded)
 
 
+def load_unit_activations(path: str | os.PathLike, stimuli: pd.DataFrame, stimuli_path: str | os.PathLike,
+                          names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Activations whose rows are the units of ``stimuli``, in its order; a stale cache is an error."""
+    from brainphase.stimuli import DataError
+
+    arrays, meta = load_activations(path, names)
+    if list(meta["unit_ids"]) != stimuli["unit_id"].tolist():
+        raise DataError(f"{path}: unit ids differ from {stimuli_path}; the activation cache is stale — "
+                        "delete it and rerun")
+    return arrays
+
+
 def activation_memmap(path: str | os.PathLike, name: str) -> np.memmap:
     """One stored tensor as a read-only memory map: rows are read from disk only when indexed.
 

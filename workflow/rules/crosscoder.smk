@@ -56,7 +56,7 @@ rule aggregate_crosscoder:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/aggregate_crosscoder.py"
+        "../scripts/concat_tables.py"
 
 
 rule plot_crosscoder:

@@ -61,4 +61,4 @@ rule aggregate_probing:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/aggregate_probing.py"
+        "../scripts/concat_tables.py"

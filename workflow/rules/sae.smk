@@ -80,7 +80,7 @@ rule aggregate_sae:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/aggregate_sae.py"
+        "../scripts/concat_tables.py"
 
 
 rule sae_matching:

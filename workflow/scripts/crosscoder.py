@@ -4,13 +4,13 @@ import time
 
 import pandas as pd
 
-from brainphase.activations import load_activations
+from brainphase.activations import load_unit_activations
 from brainphase.checkpoints import resolve_device
 from brainphase.crosscoder import save_crosscoder
 from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
-from brainphase.stimuli import DataError, check_alignment, read_brain, read_stimuli
+from brainphase.stimuli import check_alignment, read_brain, read_stimuli
 
 snakemake = snakemake  # noqa: F821
 p = snakemake.params
@@ -22,10 +22,7 @@ name = f"{cfg['site']}.{cfg['layer']}"
 stimuli = read_stimuli(snakemake.input.stimuli)
 brain = read_brain(snakemake.input.brain)
 check_alignment(stimuli, brain, snakemake.input.stimuli, snakemake.input.brain)
-acts, meta = load_activations(snakemake.input.activations, names=[name])
-if list(meta["unit_ids"]) != stimuli["unit_id"].tolist():
-    raise DataError(f"{snakemake.input.activations}: unit ids differ from {snakemake.input.stimuli}; "
-                    "the activation cache is stale — delete it and rerun")
+acts = load_unit_activations(snakemake.input.activations, stimuli, snakemake.input.stimuli, names=[name])
 groups = None
 if snakemake.input.truth:
     groups = pd.read_parquet(snakemake.input.truth[0]).sort_values("voxel")["group"].to_numpy()

@@ -1,11 +1,11 @@
 """Voxelwise encoding of one subject from one checkpoint's cached activations."""
 
-from brainphase.activations import load_activations
+from brainphase.activations import load_unit_activations
 from brainphase.config import alphas
 from brainphase.encoding.pipeline import encode_layers
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
-from brainphase.stimuli import DataError, check_alignment, read_brain, read_stimuli
+from brainphase.stimuli import check_alignment, read_brain, read_stimuli
 
 snakemake = snakemake  # noqa: F821
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.params.seed)
@@ -15,10 +15,7 @@ wc = snakemake.wildcards
 stimuli = read_stimuli(snakemake.input.stimuli)
 brain = read_brain(snakemake.input.brain)
 check_alignment(stimuli, brain, snakemake.input.stimuli, snakemake.input.brain)
-acts, meta = load_activations(snakemake.input.activations)
-if list(meta["unit_ids"]) != stimuli["unit_id"].tolist():
-    raise DataError(f"{snakemake.input.activations}: unit ids differ from {snakemake.input.stimuli}; "
-                    "the activation cache is stale — delete it and rerun")
+acts = load_unit_activations(snakemake.input.activations, stimuli, snakemake.input.stimuli)
 
 voxels = encode_layers(
     acts, stimuli, brain, delays=enc["delays"], trim=enc["trim"], alphas=alphas(enc),

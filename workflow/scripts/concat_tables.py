@@ -1,4 +1,4 @@
-"""All SAE metrics and feature labels in two tidy tables."""
+"""Concatenate per-job tables: each named output is the concatenation of the same-named inputs."""
 
 import pandas as pd
 
@@ -7,6 +7,6 @@ from brainphase.runtime import setup_job
 
 snakemake = snakemake  # noqa: F821
 setup_job(snakemake.log[0])
-for key in ("metrics", "features"):
+for key in snakemake.output.keys():
     write_parquet(pd.concat([pd.read_parquet(f) for f in snakemake.input[key]], ignore_index=True),
                   snakemake.output[key])
