@@ -4,7 +4,10 @@ Stimulus set ``results/stimuli/{stimset}.parquet``: one row per text unit
 (unit_id, run, text, lang, onset, offset, ...). Brain dataset
 ``results/brain/{dataset}/{subject}.h5``: one group per run holding ``data``
 (time x channels, float32), attrs ``split`` and optional ``repeats``
-(repeats x time x channels); file attrs ``tr`` and dataset ``coords``.
+(repeats x time x channels); dataset ``coords`` (channel positions) and one
+file attr giving the clock: ``tr`` (fMRI: volume i is centred at (i + 0.5) TR)
+or ``sfreq`` (MEG/EEG: sample i is at i / sfreq). Both clocks start with the
+run, on the time axis of the stimulus onsets.
 """
 
 from __future__ import annotations
@@ -35,24 +38,42 @@ class BrainRun:
 @dataclass
 class BrainData:
     runs: dict[str, BrainRun]
-    tr: float
-    coords: np.ndarray  # (V, k): sheet or voxel coordinates for maps
+    tr: float | None  # seconds per volume (fMRI); None for time-resolved data
+    coords: np.ndarray  # (V, k): sheet, voxel or sensor coordinates for maps
     attrs: dict = field(default_factory=dict)
+    sfreq: float | None = None  # samples per second (MEG/EEG); None for fMRI
 
     @property
     def n_channels(self) -> int:
         return self.coords.shape[0]
 
+    @property
+    def time_resolved(self) -> bool:
+        return self.sfreq is not None
+
     def tr_times(self, run: str) -> np.ndarray:
         # Mid-TR, as the Huth-lab code times a volume (trigger + TR/2).
+        if self.tr is None:
+            raise ValueError("tr_times needs fMRI data (a TR); this dataset has a sampling rate")
         return (np.arange(self.runs[run].data.shape[0]) + 0.5) * self.tr
 
+    def duration(self, run: str) -> float:
+        """Seconds of data in ``run``."""
+        n = self.runs[run].data.shape[0]
+        return n / self.sfreq if self.time_resolved else n * self.tr
 
-def write_brain(path: str | Path, runs: dict[str, BrainRun], tr: float, coords: np.ndarray,
-                attrs: dict | None = None) -> None:
+
+def write_brain(path: str | Path, runs: dict[str, BrainRun], tr: float | None, coords: np.ndarray,
+                attrs: dict | None = None, sfreq: float | None = None) -> None:
+    """Write the brain contract; give ``tr`` for fMRI or ``sfreq`` (and ``tr=None``) for MEG/EEG."""
+    if (tr is None) == (sfreq is None):
+        raise ValueError(f"{path}: give exactly one of tr (fMRI) and sfreq (MEG/EEG), got tr={tr}, sfreq={sfreq}")
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.attrs["tr"] = float(tr)
+            if tr is not None:
+                f.attrs["tr"] = float(tr)
+            else:
+                f.attrs["sfreq"] = float(sfreq)
             for k, v in (attrs or {}).items():
                 f.attrs[k] = v
             f.create_dataset("coords", data=np.asarray(coords))
@@ -81,9 +102,13 @@ def read_brain(path: str | Path) -> BrainData:
         raise DataError(f"{path}: brain file missing; rerun the rule that writes it")
     runs = {}
     with h5py.File(path, "r") as f:
-        tr = float(f.attrs["tr"])
+        if ("tr" in f.attrs) == ("sfreq" in f.attrs):
+            raise DataError(f"{path}: the file needs exactly one clock attribute, tr (fMRI) or sfreq (MEG/EEG); "
+                            f"it has {sorted(f.attrs)}. Rewrite it with brainphase.stimuli.write_brain")
+        tr = float(f.attrs["tr"]) if "tr" in f.attrs else None
+        sfreq = float(f.attrs["sfreq"]) if "sfreq" in f.attrs else None
         coords = f["coords"][()]
-        attrs = {k: f.attrs[k] for k in f.attrs if k != "tr"}
+        attrs = {k: f.attrs[k] for k in f.attrs if k not in ("tr", "sfreq")}
         for name, g in f["runs"].items():
             data = g["data"][()]
             if data.ndim != 2 or data.shape[1] != coords.shape[0]:
@@ -94,7 +119,7 @@ def read_brain(path: str | Path) -> BrainData:
                                 "those samples in preprocessing")
             reps = g["repeats"][()] if "repeats" in g else None
             runs[name] = BrainRun(data, str(g.attrs["split"]), reps)
-    return BrainData(runs, tr, coords, attrs)
+    return BrainData(runs, tr, coords, attrs, sfreq)
 
 
 def read_stimuli(path: str | Path) -> pd.DataFrame:
@@ -156,8 +181,9 @@ def check_alignment(stimuli: pd.DataFrame, brain: BrainData, stim_path: str, bra
     for run, words in stimuli.groupby("run"):
         n = brain.runs[run].data.shape[0]
         end = float(words["offset"].max())
-        if end > n * brain.tr:
+        if end > brain.duration(run):
+            clock = f"{n} samples at {brain.sfreq} Hz" if brain.time_resolved else f"{n} TRs at TR {brain.tr} s"
             raise DataError(
-                f"{brain_path}: run {run} has {n} TRs ({n * brain.tr:.1f} s at TR {brain.tr} s) but "
+                f"{brain_path}: run {run} has {clock} ({brain.duration(run):.1f} s) but "
                 f"its words in {stim_path} go on to {end:.1f} s; the run is truncated or the "
                 "timings belong to another run — fix the run length or the word onsets")

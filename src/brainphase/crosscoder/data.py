@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..encoding.delays import fir_delays, prepare_responses, trim, zscore_runs
-from ..encoding.pipeline import features_per_run, runs_by_split
+from ..encoding.runs import features_per_run, runs_by_split
 
 
 @dataclass

@@ -14,30 +14,10 @@ import pandas as pd
 
 from .delays import prepare_design, prepare_responses
 from .model import fit_encoding
-from .resample import lanczos_resample
+from .runs import features_per_run, runs_by_split
 from .stats import noise_ceiling
 
 log = logging.getLogger(__name__)
-
-
-def runs_by_split(stimuli: pd.DataFrame, brain) -> tuple[list[str], list[str]]:
-    runs = list(dict.fromkeys(stimuli["run"]))
-    train = [r for r in runs if brain.runs[r].split == "train"]
-    test = [r for r in runs if brain.runs[r].split == "test"]
-    if not train or not test:
-        raise ValueError(f"encoding needs train and test runs; got train={train}, test={test}")
-    return train, test
-
-
-def features_per_run(acts: np.ndarray, stimuli: pd.DataFrame, brain, runs: list[str]) -> list[np.ndarray]:
-    """Word activations -> TR features, one array per run (rows of ``acts`` follow ``stimuli``)."""
-    out = []
-    for run in runs:
-        rows = np.flatnonzero(stimuli["run"].to_numpy() == run)
-        w = stimuli.iloc[rows]
-        word_times = ((w["onset"] + w["offset"]) / 2).to_numpy()
-        out.append(lanczos_resample(acts[rows], word_times, brain.tr_times(run)))
-    return out
 
 
 def ceiling_per_voxel(brain, test_runs: list[str], trim: int) -> np.ndarray | None:
