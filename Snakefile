@@ -17,6 +17,7 @@ include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/probing.smk"
 include: "workflow/rules/sae.smk"
 include: "workflow/rules/crosscoder.smk"
+include: "workflow/rules/temporal.smk"
 include: "workflow/rules/phases.smk"
 include: "workflow/rules/plots.smk"
 

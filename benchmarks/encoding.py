@@ -78,11 +78,9 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", default="auto", help="GroupedRidgeCV backend")
     args = parser.parse_args(argv)
 
-    import torch
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from _threads import limit_threads
 
-    threadpool_limits(args.threads)
-    torch.set_num_threads(args.threads)
+    limit_threads(args.threads)
 
     from himalaya.backend import set_backend
     from himalaya.ridge import RidgeCV as HimalayaRidgeCV
@@ -90,13 +88,6 @@ def main(argv=None) -> int:
 
     from brainphase.encoding import GroupedRidgeCV, grouped_splits, pearson_columns
 
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        if var in os.environ:
-            print(f"warning: {var}={os.environ[var]} is set; numpy's OpenBLAS may run a slow kernel")
-    for lib in threadpool_info():
-        if lib["user_api"] == "blas":
-            print(f"BLAS {lib['prefix']} {lib.get('version')} kernel={lib.get('architecture')} "
-                  f"threads={lib['num_threads']}")
     print(f"threads: {args.threads} (BLAS, OpenMP, torch); best of {args.repeats} interleaved rounds")
 
     Xtr, Ytr, groups, Xte, Yte = make_data()

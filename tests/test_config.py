@@ -101,3 +101,48 @@ def test_probing_may_read_a_language_of_the_benchmarked_demo_group(config):
     config["benchmarks"]["tasks"] = ["toyfacts"]
     config["probing"]["tasks"] = ["toyfacts_ja"]
     validate_config(config)
+
+
+def test_temporal_needs_a_meg_dataset(config):
+    config["datasets"] = [d for d in config["datasets"] if d["kind"] != "meg"]
+    with pytest.raises(ConfigError, match=r"temporal needs a time-resolved dataset \(kind: meg\)"):
+        validate_config(config)
+
+
+def test_meg_simulation_keys_are_checked(config):
+    meg = next(d for d in config["datasets"] if d["kind"] == "meg")
+    meg["simulate"]["latency"] = 0.1
+    with pytest.raises(ConfigError, match=r"unknown config key datasets\.1\.simulate\.latency; allowed keys here: latencies"):
+        validate_config(config)
+
+
+def test_shared_stimulus_set_must_exist(config):
+    next(d for d in config["datasets"] if d["kind"] == "meg")["stimuli"] = "nope"
+    with pytest.raises(ConfigError, match=r"datasets\[toy_meg\]\.stimuli: no dataset named 'nope'"):
+        validate_config(config)
+
+
+def test_model_analyses_are_a_subset_of_the_study(config):
+    config["analyses"] = ["encoding"]
+    config["models"][1]["analyses"] = ["temporal"]
+    with pytest.raises(ConfigError, match=r"models\[toy_small\]\.analyses: \['temporal'\] are not in the top-level"):
+        validate_config(config)
+
+
+def test_temporal_window_and_baseline(config):
+    bad = copy.deepcopy(config)
+    bad["temporal"]["tmin"] = 1.0
+    with pytest.raises(ConfigError, match="tmin"):
+        validate_config(bad)
+    config["temporal"]["baseline"] = [-0.5, 0.0]
+    with pytest.raises(ConfigError, match=r"temporal\.baseline"):
+        validate_config(config)
+
+
+def test_per_model_threads_fall_back_to_the_stage():
+    from brainphase.config import threads_for
+
+    cfg = {"threads": {"default": 1, "train": 2, "train_small": 3}}
+    assert threads_for(cfg, "train_small", "train") == 3
+    assert threads_for(cfg, "train_big", "train") == 2
+    assert threads_for(cfg, "activations_big", "activations") == 1

@@ -22,7 +22,12 @@ def test_dry_run_of_the_demo_schedules_every_checkpoint(tmp_path):
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     n_ckpt = len(cfg["models"][0]["train"]["checkpoints"])
     # One activation job per checkpoint caches every stimulus set (stories and probe prompts).
-    assert counts["activations"] == n_ckpt
+    assert counts["activations_toy"] == n_ckpt
+    # The small LM runs only the temporal analysis: its own activation jobs, no encoding or benchmarks.
+    n_small = len(cfg["models"][1]["train"]["checkpoints"])
+    assert counts["activations_toy_small"] == n_small
+    assert counts["temporal"] == n_ckpt + n_small
+    assert counts["temporal_context"] == 2 * len(cfg["temporal"]["context_windows"])
     assert counts["encoding"] == n_ckpt
     assert counts["lm_eval"] == n_ckpt * len(cfg["benchmarks"]["tasks"])
     assert counts["probing"] == n_ckpt * len(cfg["probing"]["tasks"])
@@ -58,6 +63,32 @@ def test_study_config_replaces_models_and_datasets(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "results/checkpoints/other/step0" in proc.stdout
     assert "results/checkpoints/toy/" not in proc.stdout
+
+
+def test_meg_of_your_own_enters_through_the_contract_files(tmp_path):
+    """source: files — contract files written by the user (e.g. with the MEG-BIDS loader) feed the temporal DAG."""
+    from brainphase.stimuli import BrainRun, write_brain
+
+    wd = make_workdir(tmp_path)
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    cfg["analyses"] = ["temporal"]
+    cfg["models"] = cfg["models"][:1]
+    cfg["datasets"] = [{"name": "mymeg", "kind": "meg", "source": "files", "subjects": ["sub-01", "sub-02"]}]
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    words = pd.DataFrame({"unit_id": [f"r1_{i}" for i in range(20)], "run": "r1", "text": "a", "lang": "en",
+                          "onset": np.arange(20) * 0.5 + 1.0, "offset": np.arange(20) * 0.5 + 1.3})
+    (wd / "results/stimuli").mkdir(parents=True)
+    words.to_parquet(wd / "results/stimuli/mymeg.parquet")
+    for sub in ("sub-01", "sub-02"):
+        write_brain(wd / f"results/brain/mymeg/{sub}.h5", {"r1": BrainRun(np.zeros((1200, 4), np.float32), "train")},
+                    None, np.zeros((4, 2)), sfreq=100.0)
+    proc = run_snakemake(wd, "-n")
+    assert proc.returncode == 0, proc.stderr
+    counts = _job_counts(proc.stdout)
+    n_steps = len(cfg["models"][0]["train"]["checkpoints"])
+    assert counts["word_epochs"] == 2 and counts["temporal"] == 2 * n_steps
+    assert counts["temporal_context"] == 2 * len(cfg["temporal"]["context_windows"])
+    assert "toy_meg" not in counts and "toy_stimuli" not in counts and "encoding" not in counts
 
 
 def test_micro_run_end_to_end(micro_run):

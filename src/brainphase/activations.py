@@ -466,6 +466,17 @@ def activation_memmap(path: str | os.PathLike, name: str) -> np.memmap:
     return np.memmap(path, dtype="<f2", mode="r", offset=8 + n + begin, shape=tuple(info["shape"]))
 
 
+def site_layers(path: str | os.PathLike, site: str) -> list[str]:
+    """The ``{site}.{layer}`` tensors of an activation file, by layer depth (header only, no data read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        names = [k for k in f.keys() if k.split(".")[0] == site]
+    if not names:
+        raise KeyError(f"{path}: no {site}.* tensors; re-extract with activations.sites including {site!r}")
+    return sorted(names, key=lambda n: int(n.split(".")[1]))
+
+
 def load_activations(path: str | os.PathLike, names: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Read activations (as float32) and their metadata; ``names`` selects tensors."""
     from safetensors import safe_open

@@ -211,3 +211,21 @@ def load_model(
     model.to(torch_device).eval()
     tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=trust_remote_code)
     return model, tokenizer
+
+
+def count_parameters(directory: str | os.PathLike) -> int:
+    """Parameters stored in a checkpoint's safetensors files, read from their headers (no weights loaded).
+
+    Model size for the size sweeps; tied weights are stored once, so count once.
+    """
+    from safetensors import safe_open
+
+    directory = Path(directory)
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{directory}: no *.safetensors weights to count; is this a checkpoint folder?")
+    total = 0
+    for f in files:
+        with safe_open(str(f), framework="numpy") as st:
+            total += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
+    return int(total)

@@ -80,6 +80,32 @@ def _check_semantics(config: dict) -> None:
     dnames = [d["name"] for d in config["datasets"]]
     if len(set(dnames)) != len(dnames):
         raise ConfigError(f"config key datasets: dataset names must be unique, got {dnames}")
+    for m in config["models"]:
+        extra = sorted(set(m.get("analyses", [])) - set(config["analyses"]))
+        if extra:
+            raise ConfigError(f"config key models[{m['name']}].analyses: {extra} are not in the top-level "
+                              f"analyses {config['analyses']}; add them there or drop them here")
+    for d in config["datasets"]:
+        shared = d.get("stimuli")
+        if shared is not None and shared not in dnames:
+            raise ConfigError(f"config key datasets[{d['name']}].stimuli: no dataset named {shared!r}; "
+                              f"pick one of {dnames}")
+    if "temporal" in config["analyses"]:
+        _check_temporal(config)
+
+
+def _check_temporal(config: dict) -> None:
+    t = config["temporal"]
+    if not any(d["kind"] == "meg" for d in config["datasets"]):
+        raise ConfigError("config key analyses: temporal needs a time-resolved dataset (kind: meg) in datasets; "
+                          "add one or drop temporal")
+    if not t["tmin"] < t["tmax"]:
+        raise ConfigError(f"config key temporal: tmin ({t['tmin']}) must be below tmax ({t['tmax']})")
+    if t["baseline"] is not None:
+        lo, hi = t["baseline"]
+        if (lo is not None and lo < t["tmin"]) or (hi is not None and hi > t["tmax"]):
+            raise ConfigError(f"config key temporal.baseline: {t['baseline']} must lie within "
+                              f"[tmin, tmax] = [{t['tmin']}, {t['tmax']}]")
 
 
 def _check_sae(config: dict) -> None:
@@ -152,14 +178,18 @@ def revisions(model: dict) -> list[str]:
     raise ConfigError(f"model {model['name']}: source {model['source']!r} is not supported yet")
 
 
-def threads_for(config: dict, rule: str) -> int:
+def threads_for(config: dict, rule: str, *fallbacks: str) -> int:
     """Threads of one rule's jobs: ``threads`` is a number for every rule, or a
     mapping ``{default: n, <rule>: n}`` (e.g. training on all cores while the
-    many light jobs take one core each and run side by side)."""
+    many light jobs take one core each and run side by side). Per-model rules
+    (``train_<model>``, ``activations_<model>``) fall back to their stage's key."""
     t = config["threads"]
     if isinstance(t, int):
         return t
-    return int(t.get(rule, t["default"]))
+    for name in (rule, *fallbacks):
+        if name in t:
+            return int(t[name])
+    return int(t["default"])
 
 
 def alphas(enc: dict) -> np.ndarray:

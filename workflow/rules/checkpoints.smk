@@ -19,7 +19,10 @@ for _m in config["models"]:
         params:
             model=_m,
             device=config["device"],
-        threads: threads("train")
+        threads: threads(f"train_{_m['name']}", "train")
+        # Training gates everything downstream: the first model (whose checkpoints
+        # feed most jobs) first, then the others before any analysis.
+        priority: 2 if _m is config["models"][0] else 1
         log:
             f"{R}/logs/train/{_m['name']}.log",
         benchmark:

@@ -29,16 +29,23 @@ wildcard_constraints:
     model=r"[^/]+",
     step=r"[^/]+",
     dataset=r"[^/]+",
-    subject=r"[^/]+",
+    subject=r"[^/.]+",
     stimset=r"[^/]+",
 
 
-def threads(rule):
-    return threads_for(config, rule)
+def threads(rule, *fallbacks):
+    return threads_for(config, rule, *fallbacks)
 
 
-def models():
-    return [m["name"] for m in config["models"]]
+def model_analyses(model):
+    # A model entry may run fewer analyses than the study (the demo's second,
+    # smaller LM serves only the size sweep of the temporal analysis).
+    return model_entry(config, model).get("analyses", config["analyses"])
+
+
+def models(analysis=None):
+    """Configured models, or those that run ``analysis``."""
+    return [m["name"] for m in config["models"] if analysis is None or analysis in model_analyses(m["name"])]
 
 
 def steps(model):
@@ -49,6 +56,10 @@ def fmri_datasets():
     return [d for d in config["datasets"] if d["kind"] == "fmri"]
 
 
+def meg_datasets():
+    return [d for d in config["datasets"] if d["kind"] == "meg"]
+
+
 def story_params(dataset):
     sim = dataset_entry(config, dataset)["simulate"]
     keys = ("seed", "stories_train", "stories_test", "words_per_story", "language")
@@ -56,14 +67,16 @@ def story_params(dataset):
 
 
 def stimset_of(dataset):
-    # One stimulus set per dataset: the words the subjects heard.
-    return dataset
+    # One stimulus set per dataset: the words the subjects heard. A dataset may
+    # name another's (`stimuli:`): the demo's MEG subject heard the fMRI stories,
+    # so one activation file serves both.
+    return dataset_entry(config, dataset).get("stimuli", dataset)
 
 
 def encoding_jobs():
     return [
         f"{R}/encoding/{m}/{s}/{d['name']}/{sub}.parquet"
-        for m in models()
+        for m in models("encoding")
         for s in steps(m)
         for d in fmri_datasets()
         for sub in d["subjects"]
@@ -98,23 +111,28 @@ def task_inputs(wildcards):
 
 
 def lmeval_jobs(kind):
-    return [f"{R}/lmeval/{m}/{s}/{t}.{kind}.parquet" for m in models() for s in steps(m)
+    return [f"{R}/lmeval/{m}/{s}/{t}.{kind}.parquet" for m in models("benchmarks") for s in steps(m)
             for t in benchmark_tasks()]
 
 
 def probing_jobs(kind):
-    return [f"{R}/probing/{m}/{s}/{t}.{kind}" for m in models() for s in steps(m)
+    return [f"{R}/probing/{m}/{s}/{t}.{kind}" for m in models("probing") for s in steps(m)
             for t in config["probing"]["tasks"]]
 
 
-def stimsets():
-    """Every stimulus set the configured analyses read, in a fixed order."""
-    sets = [stimset_of(d["name"]) for d in fmri_datasets()]
-    if "probing" in config["analyses"]:
+def stimsets(model=None):
+    """Every stimulus set the analyses (of ``model``, or of the study) read, in a fixed order."""
+    analyses = model_analyses(model) if model else config["analyses"]
+    sets = []
+    if {"encoding", "crosscoder"} & set(analyses):
+        sets += [stimset_of(d["name"]) for d in fmri_datasets()]
+    if "temporal" in analyses:
+        sets += [stimset_of(d["name"]) for d in meg_datasets()]
+    if "probing" in analyses:
         sets += [f"probe_{t}" for t in config["probing"]["tasks"]]
-    if "sae" in config["analyses"]:
+    if "sae" in analyses:
         sets.append(SAE_CORPUS)
-    return sets
+    return list(dict.fromkeys(sets))
 
 
 SAE_CORPUS = "sae_corpus"
@@ -130,7 +148,7 @@ def sae_runs(model):
 
 
 def crosscoder_files(name):
-    return [f"{R}/crosscoder/{m}/{s}/{d['name']}/{sub}/{name}" for m in models() for s in steps(m)
+    return [f"{R}/crosscoder/{m}/{s}/{d['name']}/{sub}/{name}" for m in models("crosscoder") for s in steps(m)
             for d in fmri_datasets() for sub in d["subjects"]]
 
 
@@ -140,12 +158,41 @@ def card_steps(model):
     return list(dict.fromkeys([s[0], s[len(s) // 2], s[-1]]))
 
 
+def sae_card_steps():
+    # Feature cards are drawn for the first model that runs SAEs.
+    return card_steps(models("sae")[0]) if models("sae") else []
+
+
+def sae_card_files(name):
+    return [f"{R}/sae/{models('sae')[0]}/{s}/seed{config['sae']['seed']}/{name}" for s in sae_card_steps()]
+
+
 def sae_files(name):
-    return [f"{R}/sae/{m}/{s}/seed{seed}/{name}" for m in models() for s, seed in sae_runs(m)]
+    return [f"{R}/sae/{m}/{s}/seed{seed}/{name}" for m in models("sae") for s, seed in sae_runs(m)]
 
 
-def activation_files(model="{model}", step="{step}"):
-    return [f"{R}/activations/{model}/{step}/{s}.safetensors" for s in stimsets()]
+def activation_files(model, step="{step}"):
+    return [f"{R}/activations/{model}/{step}/{s}.safetensors" for s in stimsets(model)]
+
+
+def context_activation_files(model, step="{step}"):
+    # The context-length sweep of the temporal analysis: the MEG stimulus sets
+    # again, each word read with only its last `window` tokens.
+    return [f"{R}/activations/{model}/{step}/context/{stimset_of(d['name'])}.ctx{w}.safetensors"
+            for d in meg_datasets() for w in config["temporal"]["context_windows"]]
+
+
+def meg_subjects():
+    return [(d["name"], sub) for d in meg_datasets() for sub in d["subjects"]]
+
+
+def temporal_files():
+    """One r(layer, lag) table per (model, checkpoint, MEG subject), plus the context sweep at each last checkpoint."""
+    files = [f"{R}/temporal/{m}/{s}/{d}/{sub}.parquet" for m in models("temporal") for s in steps(m)
+             for d, sub in meg_subjects()]
+    files += [f"{R}/temporal/{m}/{steps(m)[-1]}/{d}/{sub}.ctx{w}.parquet" for m in models("temporal")
+              for d, sub in meg_subjects() for w in config["temporal"]["context_windows"]]
+    return files
 
 
 def pooling_of(stimset):
@@ -161,15 +208,17 @@ def figure_files(name):
 
 
 def all_targets():
-    targets = [
-        f"{R}/tables/encoding.parquet",
-        f"{R}/tables/encoding_voxels.parquet",
-        *figure_files("encoding_trajectory"),
-        *figure_files("encoding_maps"),
-    ]
-    if truth_files():
-        targets.append(f"{R}/tables/encoding_groups.parquet")
     analyses = set(config["analyses"])
+    targets = []
+    if "encoding" in analyses:
+        targets += [
+            f"{R}/tables/encoding.parquet",
+            f"{R}/tables/encoding_voxels.parquet",
+            *figure_files("encoding_trajectory"),
+            *figure_files("encoding_maps"),
+        ]
+        if truth_files():
+            targets.append(f"{R}/tables/encoding_groups.parquet")
     if "benchmarks" in analyses:
         targets.append(f"{R}/tables/benchmarks.parquet")
     if "probing" in analyses:
@@ -190,6 +239,14 @@ def all_targets():
             *figure_files("sae_metrics"),
             *figure_files("sae_matching"),
             *figure_files("sae_feature_cards"),
+        ]
+    if "temporal" in analyses:
+        targets += [
+            f"{R}/tables/temporal.parquet",
+            *figure_files("temporal_heatmaps"),
+            *figure_files("temporal_path"),
+            *figure_files("temporal_trajectory"),
+            *figure_files("temporal_sweeps"),
         ]
     if "crosscoder" in analyses:
         targets += [

@@ -108,10 +108,8 @@ rule plot_sae:
     input:
         metrics=f"{R}/tables/sae.parquet",
         matching=f"{R}/tables/sae_matching.parquet",
-        contexts=[f"{R}/sae/{models()[0]}/{s}/seed{config['sae']['seed']}/contexts.parquet"
-                  for s in card_steps(models()[0])],
-        features=[f"{R}/sae/{models()[0]}/{s}/seed{config['sae']['seed']}/features.parquet"
-                  for s in card_steps(models()[0])],
+        contexts=sae_card_files("contexts.parquet"),
+        features=sae_card_files("features.parquet"),
     output:
         language=[report(f, caption="../report/sae_language.rst", category="SAE")
                   for f in figure_files("sae_language")],
@@ -126,7 +124,7 @@ rule plot_sae:
     params:
         plots=config["plots"],
         seed=config["sae"]["seed"],
-        steps=card_steps(models()[0]),
+        steps=sae_card_steps(),
     log:
         f"{R}/logs/plots/sae.log",
     benchmark:

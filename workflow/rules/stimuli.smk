@@ -24,7 +24,8 @@ rule toy_world:
 
 rule toy_stimuli:
     wildcard_constraints:
-        dataset="|".join(d["name"] for d in config["datasets"] if d["source"] == "toyworld"),
+        dataset="|".join(d["name"] for d in config["datasets"] if d["source"] == "toyworld" and "stimuli" not in d)
+        or "^$",
     output:
         stimuli=f"{R}/stimuli/{{dataset}}.parquet",
     params:
@@ -46,6 +47,8 @@ rule toy_stimuli:
 
 
 rule toy_fmri:
+    wildcard_constraints:
+        dataset="|".join(d["name"] for d in fmri_datasets() if d["source"] == "toyworld") or "^$",
     input:
         stimuli=f"{R}/stimuli/{{dataset}}.parquet",
         lexicon=f"{R}/world/lexicon.parquet",
@@ -66,3 +69,28 @@ rule toy_fmri:
         runtime=10,
     script:
         "../scripts/toy_fmri.py"
+
+
+rule toy_meg:
+    wildcard_constraints:
+        dataset="|".join(d["name"] for d in meg_datasets() if d["source"] == "toyworld") or "^$",
+    input:
+        stimuli=lambda wc: f"{R}/stimuli/{stimset_of(wc.dataset)}.parquet",
+        lexicon=f"{R}/world/lexicon.parquet",
+    output:
+        brain=f"{R}/brain/{{dataset}}/{{subject}}.h5",
+        truth=f"{R}/brain/{{dataset}}/{{subject}}.truth.parquet",
+    params:
+        simulate=lambda wc: dataset_entry(config, wc.dataset)["simulate"],
+        subjects=lambda wc: dataset_entry(config, wc.dataset)["subjects"],
+    log:
+        f"{R}/logs/toy_meg/{{dataset}}/{{subject}}.log",
+    benchmark:
+        f"{R}/benchmarks/toy_meg/{{dataset}}/{{subject}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../scripts/toy_meg.py"

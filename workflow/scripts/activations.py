@@ -12,11 +12,12 @@ p = snakemake.params
 log = setup_job(snakemake.log[0], snakemake.threads, 0)
 cfg = p.activations
 model, tokenizer = load_model(snakemake.input.checkpoint, device=p.device)
-for stimset, pooling, stim_path, out_path in zip(p.stimsets, p.poolings, snakemake.input.stimuli,
-                                                 snakemake.output):
+for stimset, pooling, window, stim_path, out_path in zip(p.stimsets, p.poolings, p.windows, snakemake.input.stimuli,
+                                                         snakemake.output):
     units = read_stimuli(stim_path)
     t0 = time.perf_counter()
-    window = cfg["context_window"] if pooling == "word" else None
+    # A sweep's own window (the temporal analysis' context lengths), else the config's.
+    window = (window if window is not None else cfg["context_window"]) if pooling == "word" else None
     meta = {"model": p.model, "step": p.revision, "tokens": int(p.tokens), "pooling": pooling,
             "context_window": window, "stimset": stimset}
     if pooling == "token":
@@ -30,6 +31,6 @@ for stimset, pooling, stim_path, out_path in zip(p.stimsets, p.poolings, snakema
                                      batch_size=cfg["batch_size"])
         meta["unit_ids"] = units["unit_id"].tolist()
     n_rows = len(meta["unit_ids"])
-    log.info("%s: %d %s rows x %d tensors in %.1fs", stimset, n_rows, "token" if pooling == "token" else "unit",
-             len(arrays), time.perf_counter() - t0)
+    log.info("%s%s: %d %s rows x %d tensors in %.1fs", stimset, f" (context {window})" if window else "", n_rows,
+             "token" if pooling == "token" else "unit", len(arrays), time.perf_counter() - t0)
     save_activations(out_path, arrays, meta)

@@ -63,6 +63,16 @@ def _token_axis(ax, init_x: float | None) -> None:
         ax.set_xlim(init_x / 10**0.25, hi)
 
 
+def finish_token_axes(fig, axes, x: np.ndarray, init_x: float | None):
+    """Common x range (a quarter decade of margin), the token axis on each of ``axes``, despine, tight layout."""
+    for ax in axes:
+        ax.set_xlim(np.min(x) / 10**0.25, np.max(x) * 10**0.25)
+        _token_axis(ax, init_x)
+    sns.despine(fig)
+    fig.tight_layout()
+    return fig
+
+
 GROUP_ORDER = ("lowlevel", "semantic", "narrative", "hidden", "null")
 
 

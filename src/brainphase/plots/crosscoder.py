@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import _token_axis, plt, sheet_image, sns, token_positions
+from . import finish_token_axes, plt, sheet_image, sns, token_positions
 
 CLASS_STYLE = {"shared": ("shared", "#7570b3"), "brain": ("brain-dominant", "#d95f02"),
                "lm": ("LM-dominant", "#1b9e77")}
@@ -49,12 +49,7 @@ def class_fractions(metrics: pd.DataFrame):
         ax.plot(x, wide[f"shuffled_test_r_{side}"], "--", color=color, lw=1, label=f"{side} (shuffled)")
     ax.set_ylabel("test reconstruction r")
     ax.legend(frameon=False, fontsize=7)
-    for ax in axes[0]:
-        ax.set_xlim(x.min() / 10**0.25, x.max() * 10**0.25)
-        _token_axis(ax, init_x)
-    sns.despine(fig)
-    fig.tight_layout()
-    return fig
+    return finish_token_axes(fig, axes[0], x, init_x)
 
 
 def decoder_maps(weights: pd.DataFrame, coords: np.ndarray, step: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import _token_axis, plt, sns, token_positions
+from . import _token_axis, finish_token_axes, plt, sns, token_positions
 
 LANGUAGE_STYLE = {"ja": ("Japanese", "#d95f02"), "en": ("English", "#1b9e77"), "mixed": ("mixed", "#7570b3")}
 GRANULARITY_STYLE = {
@@ -62,11 +62,7 @@ def sae_quality(metrics: pd.DataFrame, seed: int):
             ax.plot(xo[len(m):], others["value"], "x", color="0.3", ms=5, label="other seed")
             ax.legend(frameon=False, fontsize=7)
         ax.set_ylabel(label)
-        ax.set_xlim(x.min() / 10**0.25, x.max() * 10**0.25)
-        _token_axis(ax, init_x)
-    sns.despine(fig)
-    fig.tight_layout()
-    return fig
+    return finish_token_axes(fig, axes.ravel(), x, init_x)
 
 
 def sae_matching(matching: pd.DataFrame):

@@ -1,4 +1,5 @@
-"""The embedded demo world: a bilingual language, stories, and a simulated brain.
+"""The embedded demo world: a bilingual language, stories, and a simulated brain
+(fMRI and MEG).
 
 Everything is generated from seeds in the config, with the ground truth saved
 beside the data so tests and figures can score what each analysis recovers.
@@ -6,6 +7,7 @@ beside the data so tests and figures can score what each analysis recovers.
 
 from .fmri import GROUPS, canonical_hrf
 from .lexicon import LANGS, Lexicon, generate_lexicon
+from .meg import MEG_GROUPS, MEGParams, MEGSimulation, simulate_meg
 from .stories import Facts, StoryTeller, generate_facts, story_text
 from .world import (
     FMRIParams,
@@ -19,7 +21,8 @@ from .world import (
 )
 
 __all__ = [
-    "GROUPS", "LANGS", "Facts", "FMRIParams", "Lexicon", "StoryTeller", "World",
+    "GROUPS", "LANGS", "MEG_GROUPS", "Facts", "FMRIParams", "Lexicon", "MEGParams", "MEGSimulation",
+    "StoryTeller", "World",
     "build_corpus", "build_world", "corpus_stories", "canonical_hrf", "generate_facts", "generate_lexicon",
-    "simulate_fmri", "stimulus_stories", "story_text", "word_timings",
+    "simulate_fmri", "simulate_meg", "stimulus_stories", "story_text", "word_timings",
 ]

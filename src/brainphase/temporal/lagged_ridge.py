@@ -1,0 +1,383 @@
+"""Decoding layer activations from word-locked MEG at every lag (METHODS §7).
+
+For every lag t of the epochs, ridge regression with intercept maps the
+channels at that lag, ``X_t = brain[:, :, t]`` (z-scored per channel with the
+training fold's mean and std, as ``StandardScaler``), to all target columns
+of all layers at once. Each target column gets its own alpha, chosen on the
+training fold by efficient leave-one-out, exactly the criterion of
+``sklearn.linear_model.RidgeCV(alphas, alpha_per_target=True)`` (mean squared
+LOO error, unpenalised intercept, first minimiser in ``alphas`` order). The
+outer cross-validation keeps stories whole (:func:`grouped_splits`), and
+``r(l, t)`` is the mean over layer l's columns of the Pearson r between the
+held-out predictions (all folds concatenated) and the targets.
+
+Written by hand rather than as a loop over (layer, lag, fold) of
+``make_pipeline(StandardScaler(), RidgeCV(...))``: that loop refactorises the
+same X_t once per layer, runs ~6 passes over an (n_train x n_columns) array
+per alpha, and makes ``n_layers * n_lags * n_splits`` calls
+(benchmarks/temporal.py, 6000 words x 32 channels x 61 lags -> 5 layers x
+128 columns, 13 alphas, 5 folds, single-threaded: ~7x slower than this in
+float64, ~11x than ``dtype="float32"``). Here, per fold and per chunk of
+lags:
+
+* one batched ``np.linalg.svd`` of the stacked centred designs
+  ``X_t = U_t S_t V_t^T`` (shared by every layer and column);
+* for alpha a, with ``f = s^2 / (s^2 + a)``, ``Z = U^T Y`` (Y centred on the
+  training mean), fitted values ``U diag(f) Z`` and leverages
+  ``h_i = sum_j U_ij^2 f_j``, the LOO residual with an intercept is
+  ``e_i = (y_i - yhat_i) / (1 - 1/n - h_i)`` (Rifkin & Lippert 2007; the
+  long-X SVD branch of sklearn's ``_RidgeGCV``). With ``w = (1 - 1/n - h)^-2``
+  its sum of squares expands into matrix products::
+
+      SSE = w^T Y^2 - 2 sum_j f_j Z_j (U^T diag(w) Y)_j
+            + (f Z)^T (U^T diag(w) U) (f Z)
+
+  so no (alphas x n_train x columns) residual array is formed: the dominant
+  cost is the single GEMM ``[w_a * U_t^T]_(t, a) @ Y`` with all lags and
+  alphas of the chunk stacked along its rows (``n_alphas * n_channels *
+  n_train * n_columns`` multiply-adds per lag and fold, the same count as
+  sklearn's per-alpha products, but as one large GEMM without the per-alpha
+  elementwise passes);
+* held-out predictions ``((X_test - mean) / std) V diag(s / (s^2 + a_c)) Z``
+  plus the training mean, with each column's own alpha gathered, not looped.
+
+Pearson r is accumulated from per-fold sums (targets centred once on all
+words), so predictions are never stored for all lags unless asked for.
+Everything runs in float64 by default, so the alphas match sklearn's choice;
+``dtype="float32"`` rounds only the dominant product's small ``w - 1``
+correction (about twice as fast).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..encoding.ridge import grouped_splits
+from ..encoding.stats import constant_columns
+
+# Elements of the largest per-chunk temporary, the (lags x alphas x channels x
+# n_train) weighted basis: 2^24 float64 = 128 MB. The (lags x alphas x
+# channels x columns) products are kept under half of that by chunking columns.
+_BLOCK_ELEMENTS = 2**24
+
+DEFAULT_ALPHAS = np.logspace(-1, 5, 13)
+
+
+@dataclass
+class LagScores:
+    """Cross-validated decoding scores of every (layer, lag).
+
+    Attributes
+    ----------
+    r : array (n_layers, n_lags)
+        Mean over the layer's target columns of the held-out Pearson r
+        (NaN columns, see ``r_columns``, are left out of the mean).
+    r_columns : array (n_lags, n_columns)
+        Pearson r of each original target column; NaN where the target column
+        is constant (``encoding.stats.constant_columns``) or the
+        cross-validated prediction has no variance.
+    best_alpha : array (n_folds, n_lags, n_fit_columns)
+        Alpha chosen by leave-one-out on each training fold for each fitted
+        column (the original columns, or each layer's principal components
+        when ``pca`` is set).
+    alphas : array (n_alphas,)
+    layer_columns : list of slice
+        Columns of each layer among the stacked original targets.
+    fit_columns : list of slice
+        Columns of each layer among the fitted columns (``best_alpha``).
+    splits : list of (train, test) index arrays
+        The grouped outer folds (no story in both parts).
+    predictions : array (n_lags, n_words, n_columns) or None
+        Held-out predictions (only with ``return_predictions=True``).
+    """
+
+    r: np.ndarray
+    r_columns: np.ndarray
+    best_alpha: np.ndarray
+    alphas: np.ndarray
+    layer_columns: list
+    fit_columns: list
+    splits: list
+    predictions: np.ndarray | None = None
+
+    @property
+    def layer_alpha(self) -> np.ndarray:
+        """(n_layers, n_lags) median over folds and fitted columns of the chosen alpha
+        (median of log alpha, so a geometric summary on the grid)."""
+        log_a = np.log10(self.best_alpha)
+        return np.stack(
+            [10 ** np.median(log_a[:, :, sl], axis=(0, 2)) for sl in self.fit_columns]
+        )
+
+    @property
+    def edge_fraction(self) -> float:
+        """Fraction of (fold, lag, column) choices at either end of the alpha grid
+        (large values: widen the grid)."""
+        edges = np.isin(self.best_alpha, [self.alphas.min(), self.alphas.max()])
+        return float(edges.mean())
+
+
+def _as_layers(targets, n_words: int) -> list[np.ndarray]:
+    if isinstance(targets, np.ndarray):
+        if targets.ndim == 2:
+            targets = [targets]
+        elif targets.ndim == 3:
+            targets = list(targets)
+        else:
+            raise ValueError(f"targets array must be 2-D or 3-D, got shape {targets.shape}")
+    layers = []
+    for i, Y in enumerate(targets):
+        Y = np.asarray(Y, dtype=np.float64)
+        if Y.ndim == 1:
+            Y = Y[:, None]
+        if Y.ndim != 2 or Y.shape[0] != n_words or Y.shape[1] == 0:
+            raise ValueError(f"targets[{i}] must be (n_words={n_words}, d), got shape {Y.shape}")
+        layers.append(Y)
+    if not layers:
+        raise ValueError("targets is empty")
+    return layers
+
+
+def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-(lag, channel) mean and scale over axis 1, as ``StandardScaler``:
+    population std, 1 for (numerically) constant channels."""
+    n = X.shape[1]
+    mean = X.mean(axis=1, keepdims=True)
+    var = ((X - mean) ** 2).mean(axis=1, keepdims=True)
+    eps = np.finfo(np.float64).eps
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    return mean, np.where(constant, 1.0, np.sqrt(var))
+
+
+class _FoldTargets:
+    """Fitted targets of one training fold: the centred columns or, with
+    ``pca``, each layer's top principal-component scores, and the map from
+    fitted-column predictions back to the original columns."""
+
+    def __init__(self, Yall: np.ndarray, layer_cols: list, train: np.ndarray, pca: int | None):
+        Y = Yall[train]
+        self.mean = Y.mean(0)
+        Y -= self.mean
+        if pca is None:
+            self.components = None
+        else:
+            self.components = []
+            for sl in layer_cols:
+                _, V = np.linalg.eigh(Y[:, sl].T @ Y[:, sl])
+                k = min(pca, sl.stop - sl.start)
+                V = V[:, ::-1][:, :k]
+                # deterministic sign: largest-magnitude loading positive
+                V = V * np.sign(V[np.argmax(np.abs(V), axis=0), np.arange(k)])
+                self.components.append(V)
+            Y = np.concatenate([Y[:, sl] @ V for sl, V in zip(layer_cols, self.components)], axis=1)
+        self.Y = Y
+        self.Y2 = Y**2
+
+    def back_project(self, P: np.ndarray, layer_cols, fit_cols) -> np.ndarray:
+        """(..., n_fit_columns) predictions around the training mean -> (..., n_columns).
+        Without PCA, P is shifted in place."""
+        if self.components is None:
+            P += self.mean
+            return P
+        out = np.empty(P.shape[:-1] + (layer_cols[-1].stop,))
+        for lc, fc, V in zip(layer_cols, fit_cols, self.components):
+            out[..., lc] = P[..., fc] @ V.T + self.mean[lc]
+        return out
+
+
+def _loo_best(U: np.ndarray, s: np.ndarray, Y: np.ndarray, Y2: np.ndarray,
+              alphas: np.ndarray, max_elements: int,
+              Y32: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out alpha index of every (lag, column), and ``Z = U^T Y``.
+
+    U (L, n, k), s (L, k): thin SVD of the centred training designs of L lags;
+    Y (n, m): training targets centred on their mean; Y2 = Y**2.
+    Y32: Y in float32 to compute the weighted products as ``U^T Y`` (float64)
+    plus ``U^T diag(w - 1) Y`` in float32 (w - 1 ~ 2 h is small, so the
+    float32 rounding only touches a small correction); None: all float64.
+    Returns best (L, m) indices into ``alphas`` and Z (L, k, m).
+    """
+    L, n, k = U.shape
+    m = Y.shape[1]
+    n_a = alphas.size
+    s2 = s**2
+    f = s2[:, None, :] / (s2[:, None, :] + alphas[None, :, None])  # (L, A, k)
+    Ut = np.ascontiguousarray(U.transpose(0, 2, 1))  # (L, k, n)
+    Z = (Ut.reshape(L * k, n) @ Y).reshape(L, k, m)
+    h = (U * U) @ f.transpose(0, 2, 1)  # (L, n, A) leverages
+    # 1/n: the unpenalised intercept's share of the hat matrix (X is centred)
+    w = np.ascontiguousarray((1.0 / (1.0 - 1.0 / n - h) ** 2).transpose(0, 2, 1))  # (L, A, n)
+    if Y32 is None:
+        WU = w[:, :, None, :] * Ut[:, None, :, :]  # (L, A, k, n)
+        Q = (WU.reshape(L, n_a * k, n) @ U).reshape(L, n_a, k, k)  # U^T diag(w) U
+    else:
+        WU = (w - 1.0).astype(np.float32)[:, :, None, :] * Ut.astype(np.float32)[:, None, :, :]
+        Q = (WU.reshape(L, n_a * k, n) @ U.astype(np.float32)).reshape(L, n_a, k, k)
+        Q = Q.astype(np.float64) + (Ut @ U)[:, None]
+    WU = WU.reshape(L * n_a * k, n)
+    w = w.reshape(L * n_a, n)
+
+    best = np.empty((L, m), dtype=np.intp)
+    step = max(1, (max_elements // 2) // (L * n_a * k))
+    for c0 in range(0, m, step):
+        cols = slice(c0, min(c0 + step, m))
+        mc = cols.stop - cols.start
+        if Y32 is None:
+            P = (WU @ Y[:, cols]).reshape(L, n_a, k, mc)  # U^T diag(w) Y
+        else:
+            P = (WU @ Y32[:, cols]).reshape(L, n_a, k, mc).astype(np.float64)
+            P += Z[:, None, :, cols]
+        FZ = f[..., None] * Z[:, None, :, cols]  # (L, A, k, mc) coordinates of the fit
+        sse = (w @ Y2[:, cols]).reshape(L, n_a, mc)
+        sse -= 2.0 * np.einsum("lajc,lajc->lac", FZ, P)
+        del P
+        sse += np.einsum("lajc,lajc->lac", FZ, Q @ FZ)
+        best[:, cols] = np.argmin(sse, axis=1)  # first minimiser, as RidgeCV
+    return best, Z
+
+
+def lag_layer_scores(
+    brain: np.ndarray,
+    targets: Sequence[np.ndarray] | np.ndarray,
+    groups: Sequence,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    n_splits: int = 5,
+    pca: int | None = None,
+    return_predictions: bool = False,
+    dtype: str = "float64",
+    max_elements: int = _BLOCK_ELEMENTS,
+) -> LagScores:
+    """Cross-validated r of decoding each layer's activations from the brain at each lag.
+
+    Parameters
+    ----------
+    brain : array (n_words, n_channels, n_lags)
+        Word-locked epochs; lag t is the epoch's t-th time sample.
+    targets : list of arrays (n_words, d_l), one per layer (d may differ),
+        or one (n_words, d) / (n_layers, n_words, d) array.
+    groups : array (n_words,)
+        Story/run of each word; outer folds keep stories whole
+        (``GroupKFold(n_splits)``, deterministic; leave-one-story-out when
+        there are at most ``n_splits`` stories).
+    alphas : array (n_alphas,)
+        Ridge penalties ``alpha ||w||^2``; each fitted column gets its own,
+        by leave-one-out on the training fold (as ``RidgeCV(alphas,
+        alpha_per_target=True)``).
+    n_splits : int
+    pca : int or None
+        Fit each layer's top-``pca`` principal components (of the training
+        fold's activations) instead of its columns; predictions are projected
+        back and scored against the original columns, so ``r`` keeps its
+        meaning and the held-out folds concatenate consistently.
+    return_predictions : bool
+        Keep the held-out predictions, (n_lags, n_words, n_columns) float64.
+    dtype : {"float64", "float32"}
+        Precision of the dominant product of the leave-one-out criterion.
+        "float64": alphas and predictions equal sklearn's ``RidgeCV`` to
+        round-off. "float32": about twice as fast and half the memory; only
+        the small ``w - 1`` correction is rounded to float32 (~1e-8 relative
+        error on the LOO errors), so an alpha may differ from float64's where
+        two alphas nearly tie. SVDs, predictions and r stay float64.
+    max_elements : int
+        Memory bound: elements of the largest per-chunk temporary (float64).
+
+    Returns
+    -------
+    LagScores
+    """
+    brain = np.asarray(brain, dtype=np.float64)
+    if brain.ndim != 3:
+        raise ValueError(f"brain must be (n_words, n_channels, n_lags), got shape {brain.shape}")
+    n_words, n_channels, n_lags = brain.shape
+    layers = _as_layers(targets, n_words)
+    groups = np.asarray(groups)
+    if groups.shape != (n_words,):
+        raise ValueError(f"groups must be ({n_words},), got shape {groups.shape}")
+    alphas = np.asarray(alphas, dtype=np.float64).ravel()
+    if alphas.size == 0 or not np.all(alphas > 0) or not np.all(np.isfinite(alphas)):
+        raise ValueError("alphas must be positive and finite")
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    if pca is not None and (int(pca) != pca or pca < 1):
+        raise ValueError(f"pca must be a positive integer or None, got {pca!r}")
+    if not np.isfinite(brain).all() or not all(np.isfinite(Y).all() for Y in layers):
+        raise ValueError("brain and targets must be finite")
+
+    widths = [Y.shape[1] for Y in layers]
+    bounds = np.concatenate([[0], np.cumsum(widths)])
+    layer_cols = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    fit_widths = widths if pca is None else [min(int(pca), d) for d in widths]
+    fbounds = np.concatenate([[0], np.cumsum(fit_widths)])
+    fit_cols = [slice(int(a), int(b)) for a, b in zip(fbounds[:-1], fbounds[1:])]
+    n_cols, n_fit = int(bounds[-1]), int(fbounds[-1])
+
+    # Ridge with an intercept is invariant to shifting Y; centring on all
+    # words first keeps the accumulated Pearson sums well conditioned.
+    Yall = np.concatenate(layers, axis=1) if len(layers) > 1 else layers[0].copy()
+    del layers
+    offsets = Yall.mean(0)
+    Yall -= offsets
+    bT = np.ascontiguousarray(brain.transpose(2, 0, 1))  # (n_lags, n_words, n_channels)
+    del brain
+
+    splits = grouped_splits(groups, n_splits)
+    best_alpha = np.empty((len(splits), n_lags, n_fit))
+    sum_p = np.zeros((n_lags, n_cols))
+    sum_pp = np.zeros((n_lags, n_cols))
+    sum_py = np.zeros((n_lags, n_cols))
+    predictions = np.empty((n_lags, n_words, n_cols)) if return_predictions else None
+
+    for k_fold, (train, test) in enumerate(splits):
+        fold = _FoldTargets(Yall, layer_cols, train, None if pca is None else int(pca))
+        Yte = Yall[test]
+        Y32 = fold.Y.astype(np.float32) if dtype == "float32" else None
+        n_tr, rank = len(train), min(len(train), n_channels)
+        step = max(1, min(n_lags, max_elements // (alphas.size * rank * n_tr)))
+        for t0 in range(0, n_lags, step):
+            lags = slice(t0, min(t0 + step, n_lags))
+            Xtr = bT[lags][:, train]
+            mean, scale = _standardise(Xtr)
+            U, s, Vt = np.linalg.svd((Xtr - mean) / scale, full_matrices=False)
+            del Xtr
+            best, Z = _loo_best(U, s, fold.Y, fold.Y2, alphas, max_elements, Y32)
+            del U
+            best_alpha[k_fold, lags] = alphas[best]
+
+            # held-out predictions, each column with its own alpha
+            d = s[:, None, :] / (s[:, None, :] ** 2 + alphas[None, :, None])  # (L, A, k)
+            d = np.where(np.isfinite(d), d, 0.0)
+            L = d.shape[0]
+            d_sel = d[np.arange(L)[:, None], best, :].transpose(0, 2, 1)  # (L, k, m)
+            Xte = (bT[lags][:, test] - mean) / scale
+            P = (Xte @ Vt.transpose(0, 2, 1)) @ (d_sel * Z)  # (L, n_test, n_fit)
+            P = fold.back_project(P, layer_cols, fit_cols)  # (L, n_test, n_cols)
+            sum_p[lags] += P.sum(axis=1)
+            sum_pp[lags] += np.einsum("lnc,lnc->lc", P, P)
+            sum_py[lags] += np.einsum("lnc,nc->lc", P, Yte)
+            if predictions is not None:
+                predictions[lags][:, test] = P
+        del fold
+    if predictions is not None:
+        predictions += offsets  # undo the global centring
+
+    n = float(n_words)
+    var_p = sum_pp - sum_p**2 / n
+    var_y = np.einsum("nc,nc->c", Yall, Yall) - Yall.sum(0) ** 2 / n
+    cov = sum_py - sum_p * Yall.sum(0) / n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_columns = np.clip(cov / np.sqrt(var_p * var_y), -1.0, 1.0)
+    undefined = (var_p <= 0) | constant_columns(Yall)[None, :]
+    r_columns[undefined] = np.nan
+    r = np.full((len(layer_cols), n_lags), np.nan)
+    for i, sl in enumerate(layer_cols):
+        block = r_columns[:, sl]
+        ok = np.isfinite(block).any(axis=1)
+        r[i, ok] = np.nanmean(block[ok], axis=1)
+    return LagScores(
+        r=r, r_columns=r_columns, best_alpha=best_alpha, alphas=alphas,
+        layer_columns=layer_cols, fit_columns=fit_cols, splits=splits,
+        predictions=predictions,
+    )
