@@ -135,3 +135,39 @@ def test_log_spaced_steps_rejects_bad_arguments():
         log_spaced_steps(0, 5)
     with pytest.raises(ValueError):
         log_spaced_steps(100, 5, first=200)
+
+
+def _fake_run(root, steps, weights=True):
+    for s in steps:
+        d = root / f"checkpoint-{s}"
+        d.mkdir(parents=True)
+        (d / "config.json").write_text('{"model_type": "llama"}')
+        if weights:
+            (d / "model.safetensors").write_bytes(b"weights-%d" % s)
+
+
+def test_local_run_steps_are_discovered_and_half_written_folders_wait(tmp_path):
+    from brainphase.checkpoints import discover_local_steps
+
+    _fake_run(tmp_path, [0, 100, 20])
+    _fake_run(tmp_path, [300], weights=False)  # still being written
+    (tmp_path / "checkpoint-x").mkdir()
+    assert discover_local_steps(tmp_path, "checkpoint-{step}") == [0, 20, 100]
+    with pytest.raises(ValueError, match="one"):
+        discover_local_steps(tmp_path, "checkpoint")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        discover_local_steps(tmp_path / "nope")
+
+
+def test_local_checkpoint_is_linked_with_a_manifest_that_catches_later_changes(tmp_path):
+    from brainphase.checkpoints import link_local_checkpoint
+
+    _fake_run(tmp_path / "run", [20])
+    src = tmp_path / "run/checkpoint-20"
+    dest = link_local_checkpoint(src, tmp_path / "ckpt/step20", "mine", 20, 20 * 512)
+    assert (dest / "model.safetensors").is_symlink()
+    meta = verify_checkpoint(dest)
+    assert meta["source"] == "local" and meta["tokens"] == 10240 and meta["step"] == 20
+    (src / "model.safetensors").write_bytes(b"rewritten by the trainer")
+    with pytest.raises(CheckpointError, match="checksum mismatch for model.safetensors"):
+        verify_checkpoint(dest)

@@ -194,3 +194,31 @@ def test_micro_run_crosscoder_with_shuffle_control(micro_run):
     assert windows["run"].str.startswith("test").all()
     for f in ("crosscoder_ri", "crosscoder_fractions", "crosscoder_maps"):
         assert (r / "figures" / f"{f}.png").stat().st_size > 10_000
+
+
+def test_local_run_that_gains_a_checkpoint_schedules_only_its_jobs(micro_run, tmp_path):
+    """source: local — a checkpoint folder written after a finished run becomes exactly its own jobs."""
+    import shutil
+
+    run = tmp_path / "run"
+    for step in ("step0", "step5"):
+        shutil.copytree(micro_run / "results/checkpoints/toy" / step, run / step)
+    wd = make_workdir(tmp_path / "wd")
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    cfg["analyses"] = ["encoding"]
+    cfg["models"] = [{"name": "mine", "source": "local", "local": {"root": str(run), "tokens_per_step": 512}}]
+    cfg["datasets"] = [d for d in cfg["datasets"] if d["kind"] == "fmri"]
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(wd, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = pd.read_parquet(wd / "results/tables/encoding.parquet")
+    assert set(summary["step"]) == {"step0", "step5"} and set(summary["tokens"]) == {0, 2560}
+    assert (wd / "results/checkpoints/mine/step5/model.safetensors").is_symlink()
+
+    shutil.copytree(micro_run / "results/checkpoints/toy/step10", run / "step10")
+    proc = run_snakemake(wd, "-n")
+    assert proc.returncode == 0, proc.stderr
+    counts = _job_counts(proc.stdout)
+    assert counts == {"link_mine": 1, "activations_mine": 1, "encoding": 1, "aggregate_encoding": 1,
+                      "plot_encoding_trajectory": 1, "plot_encoding_maps": 1, "all": 1, "total": 7}
+    assert "results/encoding/mine/step10/" in proc.stdout and "results/encoding/mine/step5/" not in proc.stdout

@@ -13,7 +13,7 @@ import math
 import os
 from pathlib import Path
 
-from brainphase.io import read_json, sha256_file, write_json
+from brainphase.io import atomic_path, read_json, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -229,3 +229,56 @@ def count_parameters(directory: str | os.PathLike) -> int:
         with safe_open(str(f), framework="numpy") as st:
             total += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
     return int(total)
+
+
+# ---------------------------------------------------------------- local training runs
+
+
+def _step_regex(pattern: str):
+    import re
+
+    if pattern.count("{step}") != 1 or "/" in pattern:
+        raise ValueError(f"checkpoint folder pattern {pattern!r} must name one folder with one {{step}}, "
+                         f"e.g. 'step{{step}}' or 'checkpoint-{{step}}'")
+    head, tail = pattern.split("{step}")
+    return re.compile(re.escape(head) + r"(\d+)" + re.escape(tail) + r"$")
+
+
+def discover_local_steps(root: str | os.PathLike, pattern: str = "step{step}") -> list[int]:
+    """Steps of the checkpoint folders under ``root`` named by ``pattern`` that hold weights, sorted.
+
+    Read when the workflow parses its config, so a checkpoint that lands while
+    the model trains becomes new jobs on the next invocation. A folder still
+    being written (no weights yet) is left for the next one.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CheckpointError(f"local checkpoints: folder {root} does not exist. Fix: set models[].local.root "
+                              f"to the run's output folder")
+    regex = _step_regex(pattern)
+    steps = sorted(int(m.group(1)) for p in root.iterdir()
+                   if p.is_dir() and (m := regex.match(p.name)) and _has_weights(p))
+    return steps
+
+
+def link_local_checkpoint(source: str | os.PathLike, dest: str | os.PathLike, model: str, step: int,
+                          tokens: int | None) -> Path:
+    """Make ``dest`` a checkpoint (symlinks to ``source``'s files + brainphase.json), atomically.
+
+    Symlinks, not copies: a training run's checkpoints are large and stay
+    where the trainer wrote them; the manifest's sha256 still pins their
+    contents, so a file rewritten later fails verification downstream.
+    """
+    source, dest = Path(source).resolve(), Path(dest)
+    if not _has_weights(source):
+        raise CheckpointError(f"checkpoint {source}: no weights (*.safetensors or pytorch_model*.bin). Fix: wait "
+                              f"until the trainer has finished writing it, or remove the folder")
+    with atomic_path(dest, directory=True) as tmp:
+        tmp.chmod(0o755)
+        for f in _checkpoint_files(source):
+            link = tmp / f.relative_to(source)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(f)
+        write_checkpoint_metadata(tmp, model=model, revision=f"step{step}", step=step, tokens=tokens,
+                                  source="local", origin=str(source))
+    return dest

@@ -175,7 +175,32 @@ def revisions(model: dict) -> list[str]:
     """Checkpoint names (the {step} wildcard) of a model, in training order."""
     if model["source"] == "train":
         return [f"step{s}" for s in model["train"]["checkpoints"]]
+    if model["source"] == "local":
+        from .checkpoints import CheckpointError, discover_local_steps
+
+        loc = model["local"]
+        try:
+            found = discover_local_steps(loc["root"], loc.get("pattern", "step{step}"))
+        except CheckpointError as err:
+            raise ConfigError(f"config key models[{model['name']}].local.root: {err}") from None
+        wanted = loc.get("steps")
+        if wanted is not None:
+            missing = sorted(set(wanted) - set(found))
+            if missing:
+                raise ConfigError(f"config key models[{model['name']}].local.steps: no checkpoint folder for steps "
+                                  f"{missing} under {loc['root']} (found {found}); drop them or wait for them")
+            found = [s for s in found if s in set(wanted)]
+        if not found:
+            raise ConfigError(f"config key models[{model['name']}].local: no checkpoint folders matching "
+                              f"{loc.get('pattern', 'step{step}')!r} with weights under {loc['root']}")
+        return [f"step{s}" for s in found]
     raise ConfigError(f"model {model['name']}: source {model['source']!r} is not supported yet")
+
+
+def local_checkpoint_dir(model: dict, revision: str) -> Path:
+    """The training run's own folder of a local model's checkpoint ``step{N}``."""
+    loc = model["local"]
+    return Path(loc["root"]) / loc.get("pattern", "step{step}").format(step=int(revision.removeprefix("step")))
 
 
 def threads_for(config: dict, rule: str, *fallbacks: str) -> int:
@@ -201,5 +226,21 @@ def tokens_for(model: dict, revision: str) -> int:
     if model["source"] == "train":
         t = model["train"]
         return int(revision.removeprefix("step")) * t["batch_size"] * t["seq_len"]
+    if model["source"] == "local":
+        loc = model["local"]
+        if loc.get("tokens_per_step") is not None:
+            return int(revision.removeprefix("step")) * int(loc["tokens_per_step"])
+        # Else the checkpoint folder's own brainphase.json (written by a trainer that knows its tokens).
+        from .checkpoints import CheckpointError, read_checkpoint_metadata
+
+        folder = local_checkpoint_dir(model, revision)
+        try:
+            tokens = read_checkpoint_metadata(folder).get("tokens")
+        except CheckpointError:
+            tokens = None
+        if tokens is None:
+            raise ConfigError(f"config key models[{model['name']}].local.tokens_per_step: not set, and {folder} has "
+                              f"no brainphase.json with tokens; set tokens_per_step (batch size x sequence length)")
+        return int(tokens)
     raise ConfigError(f"model {model['name']}: cannot count tokens for revision {revision}")
 

@@ -28,6 +28,7 @@ for _m in models():
             token_site=config["sae"]["site"],
             token_layer=config["sae"]["layer"],
             device=config["device"],
+            trust_remote_code=model_entry(config, _m).get("trust_remote_code", False),
         threads: threads(f"activations_{_m}", "activations")
         log:
             f"{R}/logs/activations/{_m}/{{step}}.log",
@@ -63,6 +64,7 @@ for _m in models():
                 token_site=config["sae"]["site"],
                 token_layer=config["sae"]["layer"],
                 device=config["device"],
+                trust_remote_code=model_entry(config, _m).get("trust_remote_code", False),
             threads: threads(f"context_activations_{_m}", "activations")
             log:
                 f"{R}/logs/activations/{_m}/{{step}}.context.log",

@@ -35,3 +35,34 @@ for _m in config["models"]:
             gpu=0,
         script:
             "../scripts/train_toy_lm.py"
+
+
+# Local training runs: every checkpoint folder the run has written so far is
+# found when the workflow parses its config (common.smk: steps), so one that
+# lands while the model trains is a new job on the next invocation. Each is
+# registered under results/checkpoints/ as symlinks plus a manifest.
+for _m in config["models"]:
+    if _m["source"] != "local":
+        continue
+
+    rule:
+        name:
+            f"link_{_m['name']}"
+        input:
+            folder=lambda wc, _m=_m: str(local_checkpoint_dir(_m, wc.step)),
+        output:
+            checkpoint=directory(f"{R}/checkpoints/{_m['name']}/{{step}}"),
+        params:
+            model=_m["name"],
+            tokens=lambda wc, _m=_m: tokens_for(_m, wc.step),
+        log:
+            f"{R}/logs/checkpoints/{_m['name']}/{{step}}.log",
+        benchmark:
+            f"{R}/benchmarks/checkpoints/{_m['name']}/{{step}}.tsv"
+        conda:
+            ENV
+        resources:
+            mem_mb=1000,
+            runtime=30,
+        script:
+            "../scripts/link_checkpoint.py"

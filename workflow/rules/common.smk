@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from brainphase.config import (  # noqa: E402
     ConfigError,
     dataset_entry,
+    local_checkpoint_dir,
     model_entry,
     revisions,
     threads_for,

@@ -48,6 +48,7 @@ rule sae:
     params:
         sae=config["sae"],
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
+        trust_remote_code=lambda wc: model_entry(config, wc.model).get("trust_remote_code", False),
         device=config["device"],
     threads: threads("sae")
     log:

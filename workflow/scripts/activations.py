@@ -11,7 +11,7 @@ snakemake = snakemake  # noqa: F821
 p = snakemake.params
 log = setup_job(snakemake.log[0], snakemake.threads, 0)
 cfg = p.activations
-model, tokenizer = load_model(snakemake.input.checkpoint, device=p.device)
+model, tokenizer = load_model(snakemake.input.checkpoint, device=p.device, trust_remote_code=p.trust_remote_code)
 for stimset, pooling, window, stim_path, out_path in zip(p.stimsets, p.poolings, p.windows, snakemake.input.stimuli,
                                                          snakemake.output):
     units = read_stimuli(stim_path)

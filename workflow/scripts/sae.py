@@ -26,7 +26,8 @@ acts = activation_memmap(snakemake.input.activations, name)
 _, meta = load_activations(snakemake.input.activations, names=[])
 dictionary = pd.read_csv(snakemake.input.dictionary) if cfg["dictionary"] else None
 tokens = token_table(meta, read_stimuli(snakemake.input.stimuli), dictionary)
-model, tokenizer = load_model(snakemake.input.checkpoint, device=device)
+model, tokenizer = load_model(snakemake.input.checkpoint, device=device,
+                              trust_remote_code=snakemake.params.trust_remote_code)
 log.info("%s/%s seed %d: %d tokens x %d at %s", wc.model, wc.step, seed, acts.shape[0], acts.shape[1], name)
 t0 = time.perf_counter()
 result = run_checkpoint_sae(acts, tokens, cfg, init_seed(seed, wc.step), model=model, tokenizer=tokenizer, site=cfg["site"],

@@ -1,0 +1,394 @@
+"""LeBel et al. 2023 (OpenNeuro ds003020) preprocessed responses and TextGrids as the contracts.
+
+Layout read (the dataset's ``derivative`` folder, as the Huth lab's
+``deep-fMRI-dataset`` code reads it)::
+
+    <root>/derivative/preprocessed_data/<subject>/<story>.hf5   HDF5, dataset ``data``: (TRs x voxels)
+    <root>/derivative/TextGrids/<story>.TextGrid                 Praat TextGrid, long (or short) text format
+    <root>/derivative/respdict.json                              {story: number of TRs}
+
+Each story is one run (named by the story), split ``test`` for the stories in
+``test_stories`` (default ``wheretheressmoke``, the story LeBel et al. repeat
+and hold out) and ``train`` otherwise. Words come from the TextGrid's word tier
+(the tier named ``word``, any case, else the second tier as in the Huth lab's
+``make_word_ds``); the markers ``sp br lg ls ns sentence_start sentence_end``,
+anything in braces (``{LG}``) and empty intervals are dropped, case-insensitively.
+The Huth lab's filter (``DEFAULT_BAD_WORDS`` after ``.strip("{}")``) keeps empty
+intervals as "words" that get a zero vector in their semantic models; a language
+model has no use for an empty word, so they are dropped here. Word text is kept
+as written (the Huth lab lower-cases it).
+
+Time convention — what the rows of the ``.hf5`` files are
+-----------------------------------------------------------
+The derivative responses are already trimmed. In ``deep-fMRI-dataset``
+(``encoding/feature_spaces.py``, ``ridge_utils/stimulus_utils.py``,
+``ridge_utils/DataSequence.py``, ``encoding/encoding_utils.py``) the features of a
+story are built on a simulated TR grid and cut to match the stored response:
+
+1. ``load_simulated_trfiles(respdict, tr=2.0, start_time=10.0, pad=5)`` simulates
+   ``respdict[story] - 5`` triggers at ``k * tr`` and puts the start of the story
+   audio (TextGrid time 0) 10 s after trigger 0 — the 10 s lead-in of silence;
+2. ``DataSequence.from_grid`` takes trigger times relative to the audio,
+   ``k * tr - 10``, and resamples word features (at (start + end) / 2) to the TR
+   centres ``k * tr - 10 + tr / 2`` with Lanczos;
+3. ``apply_zscore_and_hrf`` keeps the feature rows ``[5 + trim : -trim]`` with
+   ``trim = 5`` (``encoding.py --trim`` default) and pairs them, row for row, with
+   the ``.hf5`` response, which is used as stored.
+
+So a story's ``.hf5`` has ``respdict[story] - 20`` rows (5 pad + 5 lead-in TRs +
+5 trimmed at the start, 5 at the end) and its row ``j`` is grid volume
+``k = j + 10``. (Checked against real data by others: UTS03 ``treasureisland``
+respdict 414 -> 394 rows, ``wheretheressmoke`` 311 -> 291 rows.) This loader
+returns the rows as stored — **do not trim them again** to reproduce LeBel et
+al. (set the encoding ``trim`` to 0; a larger trim discards further TRs) — and
+raises :class:`DataError` when a file's row count is not ``respdict - 20``.
+
+Word onsets are put on the clock of the returned run, where volume ``j`` is
+centred at ``(j + 0.5) * tr`` (the contract). Volume ``j`` starts
+``(j + 10) * tr - 10 s`` after the audio starts, so::
+
+    onset_run = onset_textgrid - (10 * tr - 10 s)
+
+With ``tr = 2.0`` — the value the Huth lab's simulated TR files use — the shift
+is exactly 10 s and brainphase's Lanczos resampling gives the same TR features
+as ``lanczosinterp2D`` on their grid. The default is the scanner's TR,
+``tr = 2.0045`` s (``TRFile(expectedtr=2.0045)`` in the same code, from the
+trigger logs), which gives a shift of 10.045 s and keeps later volumes on their
+measured times (the 2.0 s grid drifts 0.9 s per 200 TRs against them); pass
+``tr=2.0`` to match the published pipeline exactly. The grid anchor (audio
+starts 10 s after simulated trigger 0) is the Huth lab's; ds003020's derivative
+ships no trigger logs to check it against.
+
+Words heard before the first kept volume get negative onsets and are kept:
+they are the story's opening words (context for a language model) and reach
+the first TRs through the Lanczos window, as in the Huth lab's code, which
+resamples on the whole grid before trimming. Words starting after the last
+kept volume are dropped and an offset past the run's end is clipped to it, so
+``check_alignment`` holds (those words would only reach the last TRs through
+the Lanczos window's tail).
+The original TextGrid times are kept as ``audio_onset`` and ``audio_offset``.
+
+The held-out story's file is the average of its repeats (its voxel standard
+deviations are below 1, the training stories are z-scored per story); the
+derivative holds no single repeats, so ``repeats`` is None.
+
+Voxel coordinates: the ``.hf5`` columns are the voxels of a pycortex mask;
+without ``coords`` they are returned as their column index, (V, 1). Give the
+subject's pycortex mask NIfTI (e.g. ``mask_thick.nii.gz`` of the transform;
+pycortex orders voxels as ``mask_nifti.T != 0`` flattened in C order, i.e. x
+fastest) to get millimetre coordinates (V, 3) through its affine, or a ``.npy``
+(V, 3) array.
+
+:class:`LoadedFMRI` is shared with :mod:`brainphase.loaders.bids_fmri`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ..stimuli import BrainRun, DataError
+
+log = logging.getLogger(__name__)
+
+TR = 2.0045  # s, scanner TR (TRFile expectedtr in deep-fMRI-dataset)
+LEAD_IN_S = 10.0  # s between simulated trigger 0 and the story audio (load_simulated_trfiles start_time)
+PAD_TRS = 5  # simulated grid = respdict - PAD_TRS triggers (load_simulated_trfiles pad)
+TRIM_TRS = 5  # encoding.py --trim default; features kept [5 + trim : -trim]
+FIRST_ROW = 5 + TRIM_TRS  # grid volume of .hf5 row 0
+ROWS_DROPPED = PAD_TRS + FIRST_ROW + TRIM_TRS  # respdict - .hf5 rows
+TEST_STORIES = ("wheretheressmoke",)
+NON_WORDS = frozenset({"sp", "br", "lg", "ls", "ns", "sentence_start", "sentence_end"})
+BAD_VOXEL_POLICIES = ("raise", "drop")
+
+
+class LoadedFMRI(NamedTuple):
+    stimuli: pd.DataFrame  # one row per word, the stimulus contract (+ word_index, split, extras)
+    runs: dict[str, BrainRun]  # run name -> (TRs x voxels) float32, split train/test
+    tr: float  # seconds per volume; volume i is centred at (i + 0.5) * tr on the onsets' clock
+    coords: np.ndarray  # (voxels, 1) column index, or (voxels, 3) millimetres
+
+
+# --------------------------------------------------------------------------- TextGrid
+# Parsed by hand: the PyPI TextGrid readers (textgrid, tgt, praatio) are either
+# unmaintained or pull in more than this needs, and the Huth lab's own reader is
+# a regex port of NLTK's that mishandles doubled quotes. The long format is a
+# list of ``key = value`` lines; the short format the same values without keys.
+
+class Tier(NamedTuple):
+    cls: str  # IntervalTier or TextTier
+    name: str
+    items: list[tuple[float, float, str]]  # (xmin, xmax, text); a point has xmin == xmax
+
+
+_STRING = r'"(?:[^"]|"")*"'
+_KEY_VALUE = re.compile(rf'([A-Za-z]\w*)\s*=\s*({_STRING}|[^\s"]+)')
+_TOKEN = re.compile(rf'{_STRING}|[^\s"]+')
+
+
+def _decode(raw: bytes) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")  # Praat's other 8-bit text encoding
+
+
+def _unquote(value: str) -> str:
+    return value[1:-1].replace('""', '"') if value.startswith('"') else value
+
+
+def _long_format(text: str) -> list[Tier]:
+    tiers: list[Tier] = []
+    cur: Tier | None = None
+    start = end = None
+    for m in _KEY_VALUE.finditer(text):
+        key, value = m.group(1).lower(), _unquote(m.group(2))
+        if key == "class" and value in ("IntervalTier", "TextTier"):
+            cur = Tier(value, "", [])
+            tiers.append(cur)
+        elif cur is None:
+            continue  # file header
+        elif key == "name" and not cur.name and not cur.items:
+            tiers[-1] = cur = cur._replace(name=value)
+        elif key in ("xmin", "number", "time"):
+            start = float(value)
+        elif key == "xmax":
+            end = float(value)
+        elif key in ("text", "mark") and start is not None:
+            cur.items.append((start, end if key == "text" else start, value))
+            start = end = None
+    return tiers
+
+
+def _short_format(text: str) -> list[Tier]:
+    tokens = [t for t in _TOKEN.findall(text) if t not in ("<exists>", "<absent>")]
+    pos = 2  # "ooTextFile", "TextGrid"
+    pos += 2  # xmin, xmax of the grid
+    n_tiers = int(float(tokens[pos]))
+    pos += 1
+    tiers = []
+    for _ in range(n_tiers):
+        cls, name = _unquote(tokens[pos]), _unquote(tokens[pos + 1])
+        n = int(float(tokens[pos + 4]))
+        pos += 5
+        items = []
+        for _ in range(n):
+            if cls == "TextTier":
+                items.append((float(tokens[pos]), float(tokens[pos]), _unquote(tokens[pos + 1])))
+                pos += 2
+            else:
+                items.append((float(tokens[pos]), float(tokens[pos + 1]), _unquote(tokens[pos + 2])))
+                pos += 3
+        tiers.append(Tier(cls, name, items))
+    return tiers
+
+
+def read_textgrid(path: str | Path) -> list[Tier]:
+    """The tiers of a Praat TextGrid in the long or the short text format."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: TextGrid missing; the word timings come from it. Add it or drop the story")
+    text = _decode(path.read_bytes())
+    if "ooTextFile" not in text[:200] or "TextGrid" not in text[:200]:
+        raise DataError(f"{path}: not a Praat TextGrid text file (no 'ooTextFile'/'TextGrid' header); "
+                        "save it from Praat as a text file (long or short format)")
+    try:
+        long_format = re.search(r"^\s*xmin\s*=", text, re.MULTILINE) is not None
+        tiers = _long_format(text) if long_format else _short_format(text)
+    except (ValueError, IndexError) as err:
+        raise DataError(f"{path}: cannot parse the TextGrid ({err}); re-save it from Praat as a text file") from err
+    if not tiers:
+        raise DataError(f"{path}: no tiers found; re-save it from Praat as a text file (long format)")
+    return tiers
+
+
+def is_word(text: str) -> bool:
+    """False for the non-word markers of LeBel et al.'s transcripts (see the module doc)."""
+    t = text.strip().lower()
+    if not t or (t.startswith("{") and t.endswith("}")):
+        return False
+    return t.strip("{}").strip() not in NON_WORDS
+
+
+def word_intervals(path: str | Path) -> pd.DataFrame:
+    """Words of a TextGrid's word tier: columns onset, offset (TextGrid seconds), text; in time order."""
+    tiers = read_textgrid(path)
+    named = [t for t in tiers if t.name.strip().lower() == "word"]
+    if named:
+        tier = named[0]
+    elif len(tiers) >= 2:
+        tier = tiers[1]
+    else:
+        raise DataError(f"{path}: one tier ({tiers[0].name!r}) and none named 'word'; the words must be in a "
+                        "tier named 'word' or in the second tier")
+    if tier.cls != "IntervalTier":
+        raise DataError(f"{path}: word tier {tier.name!r} is a {tier.cls}; words need an IntervalTier")
+    rows = [(a, b, t.strip()) for a, b, t in tier.items if is_word(t)]
+    words = pd.DataFrame(rows, columns=["onset", "offset", "text"])
+    if words.empty:
+        raise DataError(f"{path}: the word tier {tier.name!r} holds no words (only markers such as sp or "
+                        "empty intervals); check the tier")
+    return words.sort_values("onset", kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- voxels (shared with bids_fmri)
+
+def drop_bad_voxels(runs: Mapping[str, np.ndarray], files: Mapping[str, Path], coords: np.ndarray,
+                    policy: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Voxels with NaN/inf or no variance in any run: raise (``policy="raise"``) or drop them everywhere."""
+    if policy not in BAD_VOXEL_POLICIES:
+        raise ValueError(f"bad_voxels must be one of {BAD_VOXEL_POLICIES}, got {policy!r}")
+    bad = np.zeros(coords.shape[0], bool)
+    first = None  # (run, count) of the first run with bad voxels
+    for name, data in runs.items():
+        this = ~np.isfinite(data).all(0)
+        ok = ~this
+        this[ok] = data[:, ok].max(0) == data[:, ok].min(0)
+        if this.any() and first is None:
+            first = (name, int(this.sum()))
+        bad |= this
+    if first is None:
+        return dict(runs), coords
+    name, count = first
+    if policy == "raise":
+        raise DataError(f"{files[name]}: {count} voxel(s) hold NaN/inf or are constant ({int(bad.sum())} over "
+                        "all runs); pass bad_voxels='drop' to drop them from every run, or tighten the mask")
+    log.warning("dropping %d of %d voxels that hold NaN/inf or are constant in some run (first in %s)",
+                int(bad.sum()), bad.size, files[name])
+    keep = ~bad
+    return {k: np.ascontiguousarray(v[:, keep]) for k, v in runs.items()}, coords[keep]
+
+
+def _pycortex_coords(path: Path, n_voxels: int) -> np.ndarray:
+    if path.suffix == ".npy":
+        coords = np.load(path)
+    else:
+        import nibabel as nib
+
+        img = nib.load(str(path))
+        mask = np.asarray(img.dataobj).T != 0  # (z, y, x), as pycortex reads masks
+        zyx = np.argwhere(mask)
+        coords = nib.affines.apply_affine(img.affine, zyx[:, ::-1])
+    coords = np.asarray(coords, float)
+    if coords.ndim != 2 or coords.shape != (n_voxels, 3):
+        raise DataError(f"{path}: gives {coords.shape[0] if coords.ndim else 0} voxel coordinates of shape "
+                        f"{coords.shape}, the responses have {n_voxels} voxels; give the subject's pycortex "
+                        "mask (the one with that many voxels) or a (voxels, 3) .npy array")
+    return coords
+
+
+# --------------------------------------------------------------------------- loader
+
+def _read_hf5(path: Path) -> np.ndarray:
+    import h5py
+
+    if not path.exists():
+        raise DataError(f"{path}: response file missing; download it (datalad get) or drop the story")
+    with h5py.File(path, "r") as f:
+        key = next((k for k in ("data", "resp") if k in f), None)
+        if key is None:
+            raise DataError(f"{path}: no dataset 'data' (it has {sorted(f)}); expected the ds003020 "
+                            "derivative layout, one (TRs x voxels) dataset named data")
+        data = np.asarray(f[key][()], np.float32)
+    if data.ndim != 2:
+        raise DataError(f"{path}: dataset has shape {data.shape}, expected (TRs, voxels)")
+    return data
+
+
+def _stories(subject_dir: Path, stories: Iterable[str] | None) -> list[str]:
+    if stories is not None:
+        stories = [stories] if isinstance(stories, str) else list(stories)
+        return list(dict.fromkeys(stories))
+    if not subject_dir.is_dir():
+        parent = subject_dir.parent
+        have = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+        raise DataError(f"{subject_dir}: no such subject folder (subjects found: {have or 'none'}); check the "
+                        "root (the folder holding derivative/) and the subject (e.g. UTS01)")
+    found = sorted(p.stem for p in subject_dir.glob("*.hf5"))
+    if not found:
+        raise DataError(f"{subject_dir}: no <story>.hf5 files; download the subject's preprocessed data")
+    return found
+
+
+def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = None,
+               test_stories: Sequence[str] = TEST_STORIES, *, tr: float = TR, coords: str | Path | None = None,
+               bad_voxels: str = "raise", lang: str = "en") -> LoadedFMRI:
+    """Words and responses of one LeBel et al. 2023 subject; see the module doc for the time convention.
+
+    ``root`` holds ``derivative/``; ``stories`` defaults to every ``<story>.hf5`` of
+    the subject. Each story is a run named by the story with unit_ids
+    ``{story}_{i:05d}``; stories in ``test_stories`` are split ``test``, the rest
+    ``train``. ``tr`` sets the clock (2.0045 s, the scanner's; 2.0 s reproduces
+    the Huth lab's grid). ``coords``: a pycortex mask NIfTI or (V, 3) ``.npy`` for
+    millimetre coordinates, else the column index. ``bad_voxels``: ``raise`` on
+    voxels that are NaN/inf or constant in a run, or ``drop`` them everywhere.
+    """
+    root = Path(root)
+    deriv = root / "derivative"
+    subject_dir = deriv / "preprocessed_data" / str(subject)
+    respdict_path = deriv / "respdict.json"
+    if not respdict_path.exists():
+        raise DataError(f"{respdict_path}: missing; point root at the ds003020 folder that holds "
+                        "derivative/respdict.json")
+    try:
+        respdict = json.loads(respdict_path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{respdict_path}: not valid JSON ({err}); restore it from the dataset") from err
+    names = _stories(subject_dir, stories)
+    test_stories = [test_stories] if isinstance(test_stories, str) else list(test_stories)
+    unknown = [s for s in test_stories if s not in names]
+    if unknown:
+        raise DataError(f"{subject_dir}: test stories {unknown} are not among the loaded stories {names}; add "
+                        "them to stories, fix test_stories, or pass test_stories=() for no test split")
+    shift = FIRST_ROW * tr - LEAD_IN_S
+    data, files, frames = {}, {}, []
+    for story in names:
+        path = subject_dir / f"{story}.hf5"
+        if story not in respdict:
+            raise DataError(f"{respdict_path}: no entry for story {story!r}; use the respdict.json of the same "
+                            "dataset version or drop the story")
+        arr = _read_hf5(path)
+        expected = int(respdict[story]) - ROWS_DROPPED
+        if arr.shape[0] != expected:
+            raise DataError(
+                f"{path}: {arr.shape[0]} TRs, but respdict.json gives {story}: {int(respdict[story])} TRs, so the "
+                f"trimmed response should have {int(respdict[story])} - {ROWS_DROPPED} = {expected}; the file "
+                "or respdict.json belongs to another version of the dataset — re-download the pair")
+        if arr.shape[0] < 2:
+            raise DataError(f"{path}: {arr.shape[0]} TRs; a run needs at least 2 — re-download the file")
+        if data and arr.shape[1] != next(iter(data.values())).shape[1]:
+            first = next(iter(files.values()))
+            raise DataError(f"{path}: {arr.shape[1]} voxels, {first} has {next(iter(data.values())).shape[1]}; "
+                            "the stories of one subject must share the voxels — re-download the file")
+        data[story], files[story] = arr, path
+        words = word_intervals(deriv / "TextGrids" / f"{story}.TextGrid")
+        run_end = arr.shape[0] * tr
+        onset = words["onset"].to_numpy(float) - shift
+        offset = words["offset"].to_numpy(float) - shift
+        keep = onset < run_end
+        if not keep.all():
+            log.info("%s: %d words start after the last volume (%.1f s on the run clock); dropped",
+                     story, int((~keep).sum()), run_end)
+        words, onset, offset = words[keep], onset[keep], offset[keep]
+        split = "test" if story in test_stories else "train"
+        frames.append(pd.DataFrame({
+            "unit_id": [f"{story}_{i:05d}" for i in range(len(words))], "run": story,
+            "text": words["text"].to_numpy(), "lang": lang, "onset": onset,
+            "offset": np.minimum(np.maximum(offset, onset), run_end), "word_index": np.arange(len(words)),
+            "split": split, "audio_onset": words["onset"].to_numpy(float),
+            "audio_offset": words["offset"].to_numpy(float)}))
+    n_vox = next(iter(data.values())).shape[1]
+    xyz = (_pycortex_coords(Path(coords), n_vox) if coords is not None
+           else np.arange(n_vox, dtype=np.int64)[:, None])
+    data, xyz = drop_bad_voxels(data, files, xyz, bad_voxels)
+    runs = {s: BrainRun(a, "test" if s in test_stories else "train") for s, a in data.items()}
+    return LoadedFMRI(pd.concat(frames, ignore_index=True), runs, float(tr), xyz)
