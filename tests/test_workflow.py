@@ -221,4 +221,5 @@ def test_local_run_that_gains_a_checkpoint_schedules_only_its_jobs(micro_run, tm
     counts = _job_counts(proc.stdout)
     assert counts == {"link_mine": 1, "activations_mine": 1, "encoding": 1, "aggregate_encoding": 1,
                       "plot_encoding_trajectory": 1, "plot_encoding_maps": 1, "all": 1, "total": 7}
-    assert "results/encoding/mine/step10/" in proc.stdout and "results/encoding/mine/step5/" not in proc.stdout
+    assert "output: results/encoding/mine/step10/" in proc.stdout
+    assert "output: results/encoding/mine/step5/" not in proc.stdout

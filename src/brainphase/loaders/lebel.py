@@ -35,13 +35,14 @@ story are built on a simulated TR grid and cut to match the stored response:
    ``trim = 5`` (``encoding.py --trim`` default) and pairs them, row for row, with
    the ``.hf5`` response, which is used as stored.
 
-So a story's ``.hf5`` has ``respdict[story] - 20`` rows (5 pad + 5 lead-in TRs +
-5 trimmed at the start, 5 at the end) and its row ``j`` is grid volume
-``k = j + 10``. (Checked against real data by others: UTS03 ``treasureisland``
-respdict 414 -> 394 rows, ``wheretheressmoke`` 311 -> 291 rows.) This loader
-returns the rows as stored — **do not trim them again** to reproduce LeBel et
-al. (set the encoding ``trim`` to 0; a larger trim discards further TRs) — and
-raises :class:`DataError` when a file's row count is not ``respdict - 20``.
+So a story's ``.hf5`` has ``respdict[story] - 20`` rows (the 5 pad TRs the
+grid lacks, its 5 lead-in and 5 trimmed TRs at the start, 5 trimmed at the end)
+and its row ``j`` is grid volume ``k = j + 10``. (A public third-party analysis
+reports this on the real files: UTS03 ``treasureisland`` respdict 414 -> 394
+rows, ``wheretheressmoke`` 311 -> 291 rows.) This loader returns the rows as
+stored — **do not trim them again** to reproduce LeBel et al. (set the encoding
+``trim`` to 0; a larger trim discards further TRs) — and raises
+:class:`DataError` when a file's row count is not ``respdict - 20``.
 
 Word onsets are put on the clock of the returned run, where volume ``j`` is
 centred at ``(j + 0.5) * tr`` (the contract). Volume ``j`` starts
@@ -52,9 +53,10 @@ centred at ``(j + 0.5) * tr`` (the contract). Volume ``j`` starts
 With ``tr = 2.0`` — the value the Huth lab's simulated TR files use — the shift
 is exactly 10 s and brainphase's Lanczos resampling gives the same TR features
 as ``lanczosinterp2D`` on their grid. The default is the scanner's TR,
-``tr = 2.0045`` s (``TRFile(expectedtr=2.0045)`` in the same code, from the
-trigger logs), which gives a shift of 10.045 s and keeps later volumes on their
-measured times (the 2.0 s grid drifts 0.9 s per 200 TRs against them); pass
+``tr = 2.0045`` s (``TRFile(expectedtr=2.0045)`` in the same code, the trigger
+interval it assumes when it reads real trigger logs), which gives a shift of
+10.045 s and keeps later volumes at the scanner's pace (the 2.0 s grid drifts
+0.9 s per 200 TRs against it); pass
 ``tr=2.0`` to match the published pipeline exactly. The grid anchor (audio
 starts 10 s after simulated trigger 0) is the Huth lab's; ds003020's derivative
 ships no trigger logs to check it against.
@@ -68,9 +70,9 @@ kept volume are dropped and an offset past the run's end is clipped to it, so
 the Lanczos window's tail).
 The original TextGrid times are kept as ``audio_onset`` and ``audio_offset``.
 
-The held-out story's file is the average of its repeats (its voxel standard
-deviations are below 1, the training stories are z-scored per story); the
-derivative holds no single repeats, so ``repeats`` is None.
+The held-out story's file is reportedly the average of its repeats (voxel
+standard deviations below 1, where the training stories are z-scored per
+story); the derivative holds no single repeats, so ``repeats`` is None.
 
 Voxel coordinates: the ``.hf5`` columns are the voxels of a pycortex mask;
 without ``coords`` they are returned as their column index, (V, 1). Give the
@@ -117,10 +119,13 @@ class LoadedFMRI(NamedTuple):
 
 
 # --------------------------------------------------------------------------- TextGrid
-# Parsed by hand: the PyPI TextGrid readers (textgrid, tgt, praatio) are either
-# unmaintained or pull in more than this needs, and the Huth lab's own reader is
-# a regex port of NLTK's that mishandles doubled quotes. The long format is a
-# list of ``key = value`` lines; the short format the same values without keys.
+# Parsed by hand rather than with a dependency: none of the PyPI TextGrid readers
+# (praatio, textgrid, tgt) is in this project's pinned environment, and a reader
+# for the two text formats is ~60 lines, less than adding and pinning one for
+# every conda env. The Huth lab's own reader (an NLTK regex port) cannot read
+# doubled quotes inside a label (its pattern stops at the first '"'). The long
+# format is ``key = value`` lines (a quoted value may span lines, '"' doubled);
+# the short format is the same values without the keys.
 
 class Tier(NamedTuple):
     cls: str  # IntervalTier or TextTier
@@ -169,10 +174,18 @@ def _long_format(text: str) -> list[Tier]:
     return tiers
 
 
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def _short_format(text: str) -> list[Tier]:
-    tokens = [t for t in _TOKEN.findall(text) if t not in ("<exists>", "<absent>")]
-    pos = 2  # "ooTextFile", "TextGrid"
-    pos += 2  # xmin, xmax of the grid
+    # Like Praat, read only strings and numbers: skips "File type =", "<exists>" and the like.
+    tokens = [t for t in _TOKEN.findall(text) if t.startswith('"') or _is_number(t)]
+    pos = 4  # "ooTextFile", "TextGrid", xmin, xmax of the grid
     n_tiers = int(float(tokens[pos]))
     pos += 1
     tiers = []
