@@ -146,3 +146,23 @@ def test_per_model_threads_fall_back_to_the_stage():
     assert threads_for(cfg, "train_small", "train") == 3
     assert threads_for(cfg, "train_big", "train") == 2
     assert threads_for(cfg, "activations_big", "activations") == 1
+
+
+def test_hf_model_revisions_and_tokens_from_the_cached_listing(config, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from brainphase.config import revisions, tokens_for
+
+    monkeypatch.chdir(tmp_path)
+    model = {"name": "olmo", "source": "hf", "hf": {"repo_id": "allenai/OLMo-2-1124-7B", "family": "olmo2",
+                                                    "token_range": [1e9, 5e10]}}
+    config["models"] = [model]
+    validate_config(config)
+    with pytest.raises(ConfigError, match=r"models\[olmo\]\.hf: .*allenai/OLMo-2-1124-7B"):
+        revisions(model)  # no cache and offline: the message names the repo
+    (tmp_path / "resources/revisions").mkdir(parents=True)
+    names = ["main", "stage1-step1000-tokens5B", "stage1-step5000-tokens21B", "stage1-step20000-tokens84B"]
+    pd.DataFrame({"name": names}).to_csv(tmp_path / "resources/revisions/allenai__OLMo-2-1124-7B.tsv", sep="\t",
+                                         index=False)
+    assert revisions(model) == ["stage1-step1000-tokens5B", "stage1-step5000-tokens21B"]
+    assert tokens_for(model, "stage1-step5000-tokens21B") == 21_000_000_000

@@ -223,3 +223,24 @@ def test_local_run_that_gains_a_checkpoint_schedules_only_its_jobs(micro_run, tm
                       "plot_encoding_trajectory": 1, "plot_encoding_maps": 1, "all": 1, "total": 7}
     assert "output: results/encoding/mine/step10/" in proc.stdout
     assert "output: results/encoding/mine/step5/" not in proc.stdout
+
+
+def test_hugging_face_run_dry_runs_offline_from_the_cached_revision_table(tmp_path):
+    """source: hf — the branch listing is read from resources/revisions/, so planning needs no network."""
+    wd = make_workdir(tmp_path)
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    cfg["analyses"] = ["encoding"]
+    cfg["models"] = [{"name": "pythia", "source": "hf",
+                      "hf": {"repo_id": "EleutherAI/pythia-70m", "family": "pythia", "count": 3}}]
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    cache = wd / "resources/revisions"
+    cache.mkdir(parents=True)
+    names = ["main", "step0", "step1", "step2", "step4", "step512", "step1000", "step143000"]
+    pd.DataFrame({"name": names}).to_csv(cache / "EleutherAI__pythia-70m.tsv", sep="\t", index=False)
+    proc = run_snakemake(wd, "-n")
+    assert proc.returncode == 0, proc.stderr
+    counts = _job_counts(proc.stdout)
+    assert counts["download_pythia"] == 3 and counts["activations_pythia"] == 3 and counts["encoding"] == 3
+    for step in ("step0", "step143000"):
+        assert f"output: results/checkpoints/pythia/{step}" in proc.stdout
+    assert "lm_eval" not in counts

@@ -194,7 +194,31 @@ def revisions(model: dict) -> list[str]:
             raise ConfigError(f"config key models[{model['name']}].local: no checkpoint folders matching "
                               f"{loc.get('pattern', 'step{step}')!r} with weights under {loc['root']}")
         return [f"step{s}" for s in found]
+    if model["source"] == "hf":
+        return hf_revisions(model)["name"].tolist()
     raise ConfigError(f"model {model['name']}: source {model['source']!r} is not supported yet")
+
+
+REVISION_CACHE = "resources/revisions"  # relative to the working directory
+
+
+def hf_revisions(model: dict):
+    """The selected revisions of a Hugging Face model as a table (name, step, tokens, ...).
+
+    The branch listing is read from ``resources/revisions/<owner>__<name>.tsv``
+    when present, so dry runs need no network; otherwise listed once and cached.
+    """
+    from .revisions import list_revisions, select_revisions
+
+    hf = model["hf"]
+    try:
+        table = list_revisions(hf["repo_id"], hf["family"], REVISION_CACHE)
+        chosen = select_revisions(table, names=hf.get("revisions"), count=hf.get("count"),
+                                  token_range=tuple(hf["token_range"]) if hf.get("token_range") else None,
+                                  stage=hf.get("stage"))
+    except (ValueError, OSError, RuntimeError) as err:  # bad selection, unreadable cache, no network
+        raise ConfigError(f"config key models[{model['name']}].hf: {err}") from None
+    return chosen.reset_index(drop=True)
 
 
 def local_checkpoint_dir(model: dict, revision: str) -> Path:
@@ -226,6 +250,11 @@ def tokens_for(model: dict, revision: str) -> int:
     if model["source"] == "train":
         t = model["train"]
         return int(revision.removeprefix("step")) * t["batch_size"] * t["seq_len"]
+    if model["source"] == "hf":
+        row = hf_revisions(model).set_index("name").loc[revision]
+        if row["tokens"] is None or row["tokens"] != row["tokens"]:
+            raise ConfigError(f"model {model['name']}: revision {revision} has no token count")
+        return int(row["tokens"])
     if model["source"] == "local":
         loc = model["local"]
         if loc.get("tokens_per_step") is not None:

@@ -66,3 +66,33 @@ for _m in config["models"]:
             runtime=30,
         script:
             "../scripts/link_checkpoint.py"
+
+
+# Hugging Face training runs: one download per selected revision. The folder
+# is temp(): Snakemake removes it once every job that reads it has finished,
+# so a study of many multi-GB checkpoints holds only those in use.
+for _m in config["models"]:
+    if _m["source"] != "hf":
+        continue
+
+    rule:
+        name:
+            f"download_{_m['name']}"
+        output:
+            checkpoint=temp(directory(f"{R}/checkpoints/{_m['name']}/{{step}}")),
+        params:
+            model=_m["name"],
+            repo_id=_m["hf"]["repo_id"],
+            family=_m["hf"]["family"],
+            allow_patterns=_m["hf"].get("allow_patterns"),
+        log:
+            f"{R}/logs/checkpoints/{_m['name']}/{{step}}.log",
+        benchmark:
+            f"{R}/benchmarks/checkpoints/{_m['name']}/{{step}}.tsv"
+        conda:
+            ENV
+        resources:
+            mem_mb=2000,
+            runtime=120,
+        script:
+            "../scripts/download_checkpoint.py"
