@@ -10,6 +10,7 @@ import yaml
 from brainphase.config import ConfigError, load_config, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 
 
 @pytest.fixture
@@ -166,3 +167,57 @@ def test_hf_model_revisions_and_tokens_from_the_cached_listing(config, tmp_path,
                                          index=False)
     assert revisions(model) == ["stage1-step1000-tokens5B", "stage1-step5000-tokens21B"]
     assert tokens_for(model, "stage1-step5000-tokens21B") == 21_000_000_000
+
+
+def test_study_switching_the_sae_corpus_to_a_file_drops_the_demos_corpus_keys(tmp_path):
+    """Snakemake merges --configfile key by key; the demo's toyworld corpus keys must not leak into a file corpus."""
+    from snakemake.utils import update_config
+
+    corpus = tmp_path / "corpus.parquet"
+    corpus.touch()
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    update_config(cfg, {"sae": {"corpus": {"source": "file", "path": str(corpus)}}})
+    assert "stories_per_lang" in cfg["sae"]["corpus"]
+    validate_config(cfg, SCHEMA)
+    assert cfg["sae"]["corpus"] == {"source": "file", "path": str(corpus)}
+    update_config(cfg, {"sae": {"corpus": {"text_colum": "body"}}})
+    with pytest.raises(ConfigError, match="text_colum"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_loader_datasets_need_a_path_and_known_options():
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["datasets"] = [{"name": "lebel", "kind": "fmri", "source": "lebel", "subjects": ["UTS01"]}]
+    with pytest.raises(ConfigError, match="'path' is a required property"):
+        validate_config(cfg, SCHEMA)
+    cfg["datasets"][0].update(path="data/ds003020", options={"tr": 2.0, "stories_x": []})
+    with pytest.raises(ConfigError, match="stories_x"):
+        validate_config(cfg, SCHEMA)
+    cfg["datasets"][0].update(kind="meg", options={"tr": 2.0})
+    with pytest.raises(ConfigError, match="datasets.0.kind"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_hf_revisions_named_explicitly_need_no_listing(tmp_path, monkeypatch):
+    from brainphase.config import revisions, tokens_for
+
+    monkeypatch.chdir(tmp_path)  # no resources/revisions cache here, and no network in tests
+    model = {"name": "olmo", "source": "hf", "hf": {"repo_id": "allenai/OLMo-2-1124-7B", "family": "olmo2",
+                                                   "revisions": ["stage1-step928646-tokens3896B",
+                                                                 "stage1-step1000-tokens5B"]}}
+    assert revisions(model) == ["stage1-step1000-tokens5B", "stage1-step928646-tokens3896B"]
+    assert tokens_for(model, "stage1-step928646-tokens3896B") == 3_896_000_000_000
+    model["hf"]["revisions"] = ["stage1-step1000-tokens5B", "latest"]
+    with pytest.raises(ConfigError, match=r"\['latest'\] are not olmo2 checkpoint names"):
+        revisions(model)
+
+
+def test_probing_tasks_matter_only_when_probing_runs():
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["analyses"] = ["encoding"]
+    cfg["models"] = cfg["models"][:1]
+    cfg["benchmarks"]["tasks"] = ["not_a_task_anywhere"]
+    validate_config(cfg, SCHEMA)  # neither benchmarks nor probing run: their tasks are not checked
+    cfg["analyses"] = ["benchmarks"]
+    with pytest.raises(ConfigError, match="not_a_task_anywhere"):
+        validate_config(cfg, SCHEMA)

@@ -14,34 +14,12 @@ pytest.importorskip("nilearn")
 from brainphase.loaders.bids_fmri import load_bids_fmri  # noqa: E402
 from brainphase.loaders.lebel import load_lebel, read_textgrid, word_intervals  # noqa: E402
 from brainphase.stimuli import BrainData, DataError, check_alignment, read_brain, write_brain  # noqa: E402
+from realformats import q, textgrid_long  # noqa: E402
 
 # ----------------------------------------------------------------------------- LeBel et al. (ds003020)
 
 N_VOX = 6
 RESPDICT = {"alternateithicatom": 30, "wheretheressmoke": 28}  # .hf5 rows: 30 - 20 = 10 and 28 - 20 = 8
-
-
-def q(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"'
-
-
-def textgrid_long(tiers, xmax) -> str:
-    """A Praat TextGrid in the long text format, as Praat writes it (tiers: (class, name, items))."""
-    out = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0 ", f"xmax = {xmax} ",
-           "tiers? <exists> ", f"size = {len(tiers)} ", "item []: "]
-    for i, (cls, name, items) in enumerate(tiers, 1):
-        out += [f"    item [{i}]:", f"        class = {q(cls)} ", f"        name = {q(name)} ",
-                "        xmin = 0 ", f"        xmax = {xmax} "]
-        if cls == "IntervalTier":
-            out.append(f"        intervals: size = {len(items)} ")
-            for j, (a, b, t) in enumerate(items, 1):
-                out += [f"        intervals [{j}]:", f"            xmin = {a} ", f"            xmax = {b} ",
-                        f"            text = {q(t)} "]
-        else:
-            out.append(f"        points: size = {len(items)} ")
-            for j, (a, t) in enumerate(items, 1):
-                out += [f"        points [{j}]:", f"            number = {a} ", f"            mark = {q(t)} "]
-    return "\n".join(out) + "\n"
 
 
 # Word tiers on the audio clock (TextGrid seconds). Markers: sp, sentence_start, {BR}, "", SP, ns, lg.
@@ -309,3 +287,18 @@ def test_bids_fmri_errors(bids, tmp_path):
         load_bids_fmri(root, "01", "rest")
     with pytest.raises(DataError, match="no word column"):
         load_bids_fmri(root, "01", "listen", word_column="lemma")
+
+
+def test_bids_fmri_annotations_replace_the_word_events(bids, tmp_path):
+    """A movie-style table of timed texts per run becomes the units (seed 000's annotation datasets)."""
+    root, data = bids
+    notes = tmp_path / "annotations.tsv"
+    notes.write_text("run\tonset\tduration\ttext\n1\t0\t4\ta man walks in\n1\t4\t4\the sits down\n"
+                     "task-listen_run-2\t2\t6\ta dog barks\n")
+    out = load_bids_fmri(root, "01", "listen", annotations=notes)
+    assert out.stimuli["text"].tolist() == ["a man walks in", "he sits down", "a dog barks"]
+    assert out.stimuli["run"].tolist() == ["task-listen_run-1"] * 2 + ["task-listen_run-2"]
+    np.testing.assert_allclose(out.stimuli["offset"], [4.0, 8.0, 8.0])
+    notes.write_text("run\tonset\tduration\ttext\n1\t0\t4\tonly run one\n")
+    with pytest.raises(DataError, match="no annotation for run"):
+        load_bids_fmri(root, "01", "listen", annotations=notes)

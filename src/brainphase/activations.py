@@ -445,6 +445,25 @@ def load_unit_activations(path: str | os.PathLike, stimuli: pd.DataFrame, stimul
     return arrays
 
 
+def subject_activations(path: str | os.PathLike, stimuli: pd.DataFrame, stimuli_path: str | os.PathLike, brain,
+                        brain_path: str | os.PathLike, names: Sequence[str] | None = None
+                        ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Activations and stimulus rows of the units one subject heard, on that subject's clock.
+
+    The cache holds the whole stimulus set; a real dataset's brain file may time
+    only some of its units, at its own onsets (``brainphase.stimuli.subject_view``).
+    The timings are checked against the subject's runs.
+    """
+    from brainphase.stimuli import check_alignment, subject_view
+
+    view, rows = subject_view(stimuli, brain, str(stimuli_path), str(brain_path))
+    check_alignment(view, brain, str(stimuli_path), str(brain_path))
+    arrays = load_unit_activations(path, stimuli, stimuli_path, names)
+    if rows is not None:
+        arrays = {k: v[rows] for k, v in arrays.items()}
+    return arrays, view
+
+
 def activation_memmap(path: str | os.PathLike, name: str) -> np.memmap:
     """One stored tensor as a read-only memory map: rows are read from disk only when indexed.
 

@@ -43,6 +43,7 @@ def _describe(err: jsonschema.ValidationError) -> str:
 def validate_config(config: dict, schema_path: str | Path = SCHEMA, source: str = "config") -> dict:
     """Raise ConfigError listing every violation (key path + expectation), else return config."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    _drop_merged_variant_keys(config)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -50,6 +51,26 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA, source: str 
         raise ConfigError(f"invalid {source} (schema {schema_path}):\n{lines}")
     _check_semantics(config)
     return config
+
+
+# Keys of each variant of a config block whose `source` picks the variant.
+SAE_CORPUS_KEYS = {"toyworld": {"source", "stories_per_lang", "words", "seed"},
+                   "file": {"source", "path", "text_column", "lang_column", "max_documents"}}
+
+
+def _drop_merged_variant_keys(config: dict) -> None:
+    """Forget the demo's keys of a block that a study switched to another variant.
+
+    Snakemake merges ``--configfile`` over config/config.yaml key by key, so a
+    study's ``sae.corpus: {source: file, path: ...}`` arrives with the demo's
+    ``stories_per_lang`` still in it; only the chosen variant's keys are meant.
+    """
+    corpus = (config.get("sae") or {}).get("corpus")
+    if isinstance(corpus, dict) and corpus.get("source") in SAE_CORPUS_KEYS:
+        mine = SAE_CORPUS_KEYS[corpus["source"]]
+        others = set().union(*SAE_CORPUS_KEYS.values()) - mine
+        for key in set(corpus) & others:  # a typo belongs to no variant and is still reported
+            del corpus[key]
 
 
 def _check_semantics(config: dict) -> None:
@@ -129,7 +150,10 @@ DEMO_TASKS = ("toyfacts_en", "toyfacts_ja", "toyfacts")
 
 def _check_task_names(config: dict) -> None:
     """Every benchmark task must be a demo task or known to lm-eval's registry (no download)."""
-    names = list(dict.fromkeys(config["benchmarks"]["tasks"] + config["probing"]["tasks"]))
+    analyses = set(config["analyses"])
+    bench = config["benchmarks"]["tasks"] if analyses & {"benchmarks", "probing", "phases"} else []
+    probe = config["probing"]["tasks"] if analyses & {"probing", "phases"} else []
+    names = list(dict.fromkeys(bench + probe))
     bad_demo = [n for n in names if n.startswith("toyfacts") and n not in DEMO_TASKS]
     if bad_demo:
         raise ConfigError(f"config key benchmarks.tasks: unknown demo tasks {bad_demo}; "
@@ -143,10 +167,10 @@ def _check_task_names(config: dict) -> None:
             validate_task_names(real)
         except ValueError as err:
             raise ConfigError(f"config key benchmarks.tasks: {err}") from None
-    covered = set(config["benchmarks"]["tasks"])
+    covered = set(bench)
     if "toyfacts" in covered:  # the demo group runs its language tasks
         covered |= set(DEMO_TASKS)
-    missing = [n for n in config["probing"]["tasks"] if n not in covered]
+    missing = [n for n in probe if n not in covered]
     if missing:
         raise ConfigError(f"config key probing.tasks: {missing} are not in benchmarks.tasks; "
                           "probing reads the items of benchmarked tasks")
@@ -207,12 +231,21 @@ def hf_revisions(model: dict):
 
     The branch listing is read from ``resources/revisions/<owner>__<name>.tsv``
     when present, so dry runs need no network; otherwise listed once and cached.
+    An explicit ``revisions`` list needs no listing: the names give step and tokens.
     """
-    from .revisions import list_revisions, select_revisions
+    from .revisions import cache_path, list_revisions, revision_table, select_revisions
 
     hf = model["hf"]
     try:
-        table = list_revisions(hf["repo_id"], hf["family"], REVISION_CACHE)
+        if hf.get("revisions") and not cache_path(hf["repo_id"], REVISION_CACHE).is_file():
+            # Named branches carry their own step and tokens: no listing, no network. A name the
+            # repository lacks is caught by the download, which names repo and revision.
+            table = revision_table(hf["family"], hf["revisions"])
+            unparsed = sorted(set(hf["revisions"]) - set(table["name"]))
+            if unparsed:
+                raise ValueError(f"revisions {unparsed} are not {hf['family']} checkpoint names")
+        else:
+            table = list_revisions(hf["repo_id"], hf["family"], REVISION_CACHE)
         chosen = select_revisions(table, names=hf.get("revisions"), count=hf.get("count"),
                                   token_range=tuple(hf["token_range"]) if hf.get("token_range") else None,
                                   stage=hf.get("stage"))

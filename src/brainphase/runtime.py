@@ -30,4 +30,11 @@ def setup_job(log_path: str | None, threads: int = 1, seed: int | None = None) -
     if seed is not None:
         random.seed(seed)
         np.random.seed(seed % 2**32)
-    return logging.getLogger("brainphase")
+    log = logging.getLogger("brainphase")
+
+    def log_failure(kind, value, tb):
+        # The log file is where a cluster user looks first; the traceback must be there, not only on stderr.
+        log.error("job failed: %s: %s", kind.__name__, value, exc_info=(kind, value, tb))
+
+    sys.excepthook = log_failure
+    return log

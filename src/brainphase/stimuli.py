@@ -7,7 +7,10 @@ Stimulus set ``results/stimuli/{stimset}.parquet``: one row per text unit
 (repeats x time x channels); dataset ``coords`` (channel positions) and one
 file attr giving the clock: ``tr`` (fMRI: volume i is centred at (i + 0.5) TR)
 or ``sfreq`` (MEG/EEG: sample i is at i / sfreq). Both clocks start with the
-run, on the time axis of the stimulus onsets.
+run, on the time axis of the stimulus onsets. An optional ``events`` group
+(unit_id, run, onset, offset) holds the subject's own timing of the units when
+it differs between subjects (real recordings start at different moments); it
+overrides the stimulus set's onsets for that subject (:func:`subject_view`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class BrainData:
     coords: np.ndarray  # (V, k): sheet, voxel or sensor coordinates for maps
     attrs: dict = field(default_factory=dict)
     sfreq: float | None = None  # samples per second (MEG/EEG); None for fMRI
+    events: pd.DataFrame | None = None  # this subject's unit_id, run, onset, offset; None: the stimulus set's
 
     @property
     def n_channels(self) -> int:
@@ -63,9 +67,16 @@ class BrainData:
         return n / self.sfreq if self.time_resolved else n * self.tr
 
 
+EVENT_COLUMNS = ("unit_id", "run", "onset", "offset")
+
+
 def write_brain(path: str | Path, runs: dict[str, BrainRun], tr: float | None, coords: np.ndarray,
-                attrs: dict | None = None, sfreq: float | None = None) -> None:
-    """Write the brain contract; give ``tr`` for fMRI or ``sfreq`` (and ``tr=None``) for MEG/EEG."""
+                attrs: dict | None = None, sfreq: float | None = None, events: pd.DataFrame | None = None) -> None:
+    """Write the brain contract; give ``tr`` for fMRI or ``sfreq`` (and ``tr=None``) for MEG/EEG.
+
+    ``events`` (unit_id, run, onset, offset): the subject's own unit timings, when
+    they differ from the stimulus set's.
+    """
     if (tr is None) == (sfreq is None):
         raise ValueError(f"{path}: give exactly one of tr (fMRI) and sfreq (MEG/EEG), got tr={tr}, sfreq={sfreq}")
     with atomic_path(path) as tmp:
@@ -83,6 +94,16 @@ def write_brain(path: str | Path, runs: dict[str, BrainRun], tr: float | None, c
                 g.create_dataset("data", data=np.asarray(run.data, np.float32))
                 if run.repeats is not None:
                     g.create_dataset("repeats", data=np.asarray(run.repeats, np.float32))
+            if events is not None:
+                missing = [c for c in EVENT_COLUMNS if c not in events.columns]
+                if missing:
+                    raise ValueError(f"{path}: events lack columns {missing}; give {list(EVENT_COLUMNS)}")
+                g = f.create_group("events")
+                for col in ("unit_id", "run"):
+                    g.create_dataset(col, data=events[col].astype(str).to_numpy().astype(object),
+                                     dtype=h5py.string_dtype())
+                for col in ("onset", "offset"):
+                    g.create_dataset(col, data=events[col].to_numpy(np.float64))
 
 
 def dataset_subject(path: str | Path) -> tuple[str, str]:
@@ -119,7 +140,12 @@ def read_brain(path: str | Path) -> BrainData:
                                 "those samples in preprocessing")
             reps = g["repeats"][()] if "repeats" in g else None
             runs[name] = BrainRun(data, str(g.attrs["split"]), reps)
-    return BrainData(runs, tr, coords, attrs, sfreq)
+        events = None
+        if "events" in f:
+            g = f["events"]
+            events = pd.DataFrame({c: g[c].asstr()[()] if c in ("unit_id", "run") else g[c][()]
+                                   for c in EVENT_COLUMNS})
+    return BrainData(runs, tr, coords, attrs, sfreq, events)
 
 
 def read_stimuli(path: str | Path) -> pd.DataFrame:
@@ -169,6 +195,34 @@ def text_corpus(path: str | Path, text_column: str = "text", lang_column: str | 
             "word_index": np.arange(len(words)), "text": words,
             "lang": str(row[lang_column]) if lang_column else "", "onset": np.nan, "offset": np.nan}))
     return pd.concat(frames, ignore_index=True)
+
+
+def subject_view(stimuli: pd.DataFrame, brain: BrainData, stim_path: str,
+                 brain_path: str) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The stimulus rows this subject heard, on this subject's clock, and their positions in ``stimuli``.
+
+    Without per-subject events the table is returned whole (positions None).
+    With them, only the units the subject's file times are kept, in the
+    stimulus set's order, with the subject's onsets and offsets; index the
+    activation rows of the whole set with the positions.
+    """
+    if brain.events is None:
+        return stimuli, None
+    ev = brain.events.drop_duplicates("unit_id").set_index("unit_id")
+    unknown = ev.index.difference(pd.Index(stimuli["unit_id"]))
+    if len(unknown):
+        raise DataError(f"{brain_path}: times {len(unknown)} units that {stim_path} lacks (e.g. "
+                        f"{list(unknown[:3])}); the stimulus set was built from other brain files — rerun the "
+                        "dataset's stimulus rule")
+    rows = np.flatnonzero(stimuli["unit_id"].isin(ev.index).to_numpy())
+    view = stimuli.iloc[rows].copy()
+    mine = ev.loc[view["unit_id"]]
+    if (mine["run"].to_numpy() != view["run"].astype(str).to_numpy()).any():
+        raise DataError(f"{brain_path}: its events put units in other runs than {stim_path} does; rerun the "
+                        "dataset's stimulus rule")
+    view["onset"] = mine["onset"].to_numpy()
+    view["offset"] = mine["offset"].to_numpy()
+    return view.reset_index(drop=True), rows
 
 
 def check_alignment(stimuli: pd.DataFrame, brain: BrainData, stim_path: str, brain_path: str) -> None:

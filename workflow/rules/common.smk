@@ -4,6 +4,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from brainphase.planning import dry_run_requested  # noqa: E402
 from brainphase.config import (  # noqa: E402
     ConfigError,
     dataset_entry,
@@ -59,6 +60,14 @@ def fmri_datasets():
 
 def meg_datasets():
     return [d for d in config["datasets"] if d["kind"] == "meg"]
+
+
+LOADER_SOURCES = ("lebel", "bids_fmri", "meg_bids")
+
+
+def loader_datasets():
+    """Datasets read from disk by one of the package's loaders."""
+    return [d["name"] for d in config["datasets"] if d["source"] in LOADER_SOURCES]
 
 
 def story_params(dataset):
@@ -201,6 +210,9 @@ def pooling_of(stimset):
     # the SAE corpus token by token.
     if stimset == SAE_CORPUS:
         return "token"
+    if any(d["name"] == stimset for d in config["datasets"]):
+        # Annotation texts (a movie's scene descriptions) are read whole.
+        return dataset_entry(config, stimset).get("pooling", "word")
     return "last" if stimset.startswith("probe_") else "word"
 
 
@@ -257,3 +269,20 @@ def all_targets():
             *figure_files("crosscoder_maps"),
         ]
     return targets
+
+
+def study_plan():
+    from brainphase.planning import format_plan, plan_table
+
+    table = plan_table(config, {m: steps(m) for m in models()},
+                       {m: [(s, pooling_of(s)) for s in stimsets(m)] for m in models()}, R)
+    return format_plan(table)
+
+
+# A dry run is where a user decides to launch: show what it will cost first.
+# (The executor, and with it workflow.dryrun, is set only after parsing.)
+if workflow.is_main_process and dry_run_requested(sys.argv):
+    try:
+        logger.info(study_plan())
+    except Exception as err:  # the plan is advice; it must never block a dry run
+        logger.warning(f"brainphase plan unavailable: {err}")

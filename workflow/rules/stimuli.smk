@@ -94,3 +94,52 @@ rule toy_meg:
         runtime=10,
     script:
         "../scripts/toy_meg.py"
+
+
+# Real datasets: each subject is loaded once by its source's loader into the
+# brain contract, with the subject's own unit timings; the dataset's stimulus
+# set is every unit its subjects heard.
+rule load_subject:
+    wildcard_constraints:
+        dataset="|".join(loader_datasets()) or "^$",
+    output:
+        brain=f"{R}/brain/{{dataset}}/{{subject}}.h5",
+        words=f"{R}/brain/{{dataset}}/{{subject}}.words.parquet",
+    params:
+        source=lambda wc: dataset_entry(config, wc.dataset)["source"],
+        path=lambda wc: dataset_entry(config, wc.dataset)["path"],
+        options=lambda wc: dataset_entry(config, wc.dataset).get("options", {}),
+    log:
+        f"{R}/logs/load_subject/{{dataset}}/{{subject}}.log",
+    benchmark:
+        f"{R}/benchmarks/load_subject/{{dataset}}/{{subject}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    script:
+        "../scripts/load_subject.py"
+
+
+rule merge_stimuli:
+    wildcard_constraints:
+        dataset="|".join(loader_datasets()) or "^$",
+    input:
+        words=lambda wc: [f"{R}/brain/{wc.dataset}/{s}.words.parquet"
+                          for s in dataset_entry(config, wc.dataset)["subjects"]],
+    output:
+        stimuli=f"{R}/stimuli/{{dataset}}.parquet",
+    params:
+        subjects=lambda wc: dataset_entry(config, wc.dataset)["subjects"],
+    log:
+        f"{R}/logs/merge_stimuli/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/merge_stimuli/{{dataset}}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/merge_stimuli.py"

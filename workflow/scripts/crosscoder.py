@@ -4,13 +4,13 @@ import time
 
 import pandas as pd
 
-from brainphase.activations import load_unit_activations
+from brainphase.activations import subject_activations
 from brainphase.checkpoints import resolve_device
 from brainphase.crosscoder import save_crosscoder
 from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
-from brainphase.stimuli import check_alignment, read_brain, read_stimuli
+from brainphase.stimuli import read_brain, read_stimuli
 
 snakemake = snakemake  # noqa: F821
 p = snakemake.params
@@ -19,10 +19,9 @@ cfg = p.crosscoder
 log = setup_job(snakemake.log[0], snakemake.threads, cfg["seed"])
 name = f"{cfg['site']}.{cfg['layer']}"
 
-stimuli = read_stimuli(snakemake.input.stimuli)
 brain = read_brain(snakemake.input.brain)
-check_alignment(stimuli, brain, snakemake.input.stimuli, snakemake.input.brain)
-acts = load_unit_activations(snakemake.input.activations, stimuli, snakemake.input.stimuli, names=[name])
+acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(snakemake.input.stimuli),
+                                    snakemake.input.stimuli, brain, snakemake.input.brain, names=[name])
 groups = None
 if snakemake.input.truth:
     groups = pd.read_parquet(snakemake.input.truth[0]).sort_values("voxel")["group"].to_numpy()

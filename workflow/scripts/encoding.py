@@ -1,21 +1,20 @@
 """Voxelwise encoding of one subject from one checkpoint's cached activations."""
 
-from brainphase.activations import load_unit_activations
+from brainphase.activations import subject_activations
 from brainphase.config import alphas
 from brainphase.encoding.pipeline import encode_layers
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
-from brainphase.stimuli import check_alignment, read_brain, read_stimuli
+from brainphase.stimuli import read_brain, read_stimuli
 
 snakemake = snakemake  # noqa: F821
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.params.seed)
 enc = snakemake.params.encoding
 wc = snakemake.wildcards
 
-stimuli = read_stimuli(snakemake.input.stimuli)
 brain = read_brain(snakemake.input.brain)
-check_alignment(stimuli, brain, snakemake.input.stimuli, snakemake.input.brain)
-acts = load_unit_activations(snakemake.input.activations, stimuli, snakemake.input.stimuli)
+acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(snakemake.input.stimuli),
+                                    snakemake.input.stimuli, brain, snakemake.input.brain)
 
 voxels = encode_layers(
     acts, stimuli, brain, delays=enc["delays"], trim=enc["trim"], alphas=alphas(enc),

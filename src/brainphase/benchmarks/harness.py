@@ -57,6 +57,30 @@ def _local_only_manager(tasks: list[str], include_path):
     return tm if all(t in tm.all_tasks for t in tasks) else None
 
 
+# Built-in task names per lm-eval version, written the first time they are indexed: a config
+# check at every dry run must not pay lm-eval's 10-40 s index of ~15k YAML files.
+TASK_INDEX_DIR = Path(__file__).resolve().parents[3] / "resources" / "lmeval_index"
+
+
+def builtin_task_names(index_dir: str | Path | None = None) -> set[str]:
+    """lm-eval's built-in tasks, groups and tags, from a per-version list (built once, then read)."""
+    from importlib.metadata import version
+
+    from brainphase.io import atomic_path
+
+    path = Path(index_dir or TASK_INDEX_DIR) / f"lm_eval-{version('lm_eval')}.txt"
+    if path.is_file():
+        return set(path.read_text().split())
+    known = set(get_task_manager(None).all_tasks)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text("\n".join(sorted(known)) + "\n")
+    except OSError:  # a read-only install still validates, only slower
+        pass
+    return known
+
+
 def validate_task_names(names, include_path=None) -> list[str]:
     """Raise ValueError naming every task unknown to lm-eval (built-ins + ``include_path``).
 
@@ -66,7 +90,7 @@ def validate_task_names(names, include_path=None) -> list[str]:
     names = [names] if isinstance(names, str) else list(names)
     # Built-ins and include_path indexed separately: the costly built-in index
     # is then shared by every include_path.
-    known = set(get_task_manager(None).all_tasks)
+    known = builtin_task_names()
     if include_path is not None:
         known |= set(get_task_manager(include_path, include_defaults=False).all_tasks)
     unknown = [n for n in names if n not in known]

@@ -51,7 +51,8 @@ import pandas as pd
 
 from ..stimuli import BrainRun, DataError
 from .lebel import LoadedFMRI, drop_bad_voxels
-from .meg_bids import OWN_COLUMNS, _clean_extras, _offsets
+from .annotations import read_annotations, run_annotations
+from .words import clean_extras, read_events_tsv, words_to_stimuli
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def _events_file(bold: Path, ents: dict, events_root: Path) -> Path:
 
 def _word_table(path: Path, word_column: str | None, event_type: str | None, run: str, lang: str,
                 run_end: float, split: str) -> pd.DataFrame:
-    events = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=["n/a", ""])
+    events = read_events_tsv(path)
     if "onset" not in events.columns:
         raise DataError(f"{path}: no onset column (it has {list(events.columns)}); a BIDS events file needs "
                         "onset in seconds")
@@ -218,31 +219,13 @@ def _word_table(path: Path, word_column: str | None, event_type: str | None, run
         raise DataError(f"{path}: no word events (column {col!r}" + (f", trial_type {event_type!r}" if event_type
                         else "") + f"; values seen: {seen}); set word_column/event_type to where the words are")
     words = events[keep].assign(onset=onset[keep].astype(float), text=text[keep])
-    words["duration"] = pd.to_numeric(words["duration"], errors="coerce") if "duration" in words else np.nan
-    words = words.sort_values("onset", kind="stable").reset_index(drop=True)
-    inside = (words["onset"] >= 0) & (words["onset"] < run_end)
-    if not inside.all():
-        log.warning("%s: %d of %d word events lie outside the run (0 to %.1f s); dropped",
-                    path, int((~inside).sum()), len(words), run_end)
-        words = words[inside].reset_index(drop=True)
-    if words.empty:
-        raise DataError(f"{path}: every word event lies outside the run (0 to {run_end:.1f} s); the events "
-                        "belong to another run or the onsets are not in seconds")
-    on = words["onset"].to_numpy(float)
-    out = pd.DataFrame({
-        "unit_id": [f"{run}_{i:05d}" for i in range(len(words))], "run": run,
-        "text": words["text"].to_numpy(), "lang": lang, "onset": on,
-        "offset": _offsets(on, words["duration"].to_numpy(float), run_end),
-        "word_index": np.arange(len(words)), "split": split})
-    extras = words.drop(columns=[c for c in ("onset", "duration", "text", col) if c in words.columns])
-    extras = extras.rename(columns={c: f"event_{c}" for c in extras.columns if c in OWN_COLUMNS})
-    return pd.concat([out, extras.reset_index(drop=True)], axis=1)
+    return words_to_stimuli(words, run, lang, run_end, split, path, drop=(col,))
 
 
 def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | Path | None = None,
                    word_column: str | None = None, test_runs: Sequence[str] = (), *, space: str | None = None,
-                   event_type: str | None = None, events_root: str | Path | None = None, lang: str = "",
-                   bad_voxels: str = "raise") -> LoadedFMRI:
+                   event_type: str | None = None, events_root: str | Path | None = None,
+                   annotations: str | Path | None = None, lang: str = "", bad_voxels: str = "raise") -> LoadedFMRI:
     """Words and masked BOLD of one subject's runs of ``task``; see the module doc.
 
     ``mask``: a brain-mask NIfTI on the BOLD grid (default: the runs'
@@ -251,6 +234,8 @@ def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | P
     folder (default ``bids_root``). ``space`` picks one space of a derivatives
     folder with several. ``test_runs`` are split ``test``. ``bad_voxels``:
     ``raise`` on voxels that are NaN/inf or constant in a run, or ``drop`` them.
+    ``annotations``: a table of timed texts per run (``loaders.annotations``) that
+    replaces the events files as the source of units.
     Returns :class:`~brainphase.loaders.lebel.LoadedFMRI` (stimuli, runs, tr, coords (V, 3) mm).
     """
     import nibabel as nib
@@ -311,6 +296,7 @@ def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | P
     if not mask_arr.any():
         raise DataError(f"{root}: the runs' brain masks share no voxel; pass mask= one mask for all runs")
 
+    notes = read_annotations(annotations) if annotations is not None else None
     masker = NiftiMasker(mask_img=nib.Nifti1Image(mask_arr.astype(np.uint8), affine), standardize=False,
                          detrend=False, reports=False).fit()
     data, files, frames = {}, {}, []
@@ -318,10 +304,14 @@ def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | P
         arr = np.asarray(masker.transform(imgs.pop(name)), np.float32)
         data[name], files[name] = arr, p
         split = "test" if is_test[name] else "train"
-        frames.append(_word_table(_events_file(p, ents, events_root), word_column, event_type, name, lang,
-                                  arr.shape[0] * trs[name], split))
+        if notes is not None:
+            frames.append(words_to_stimuli(run_annotations(notes, labels[name], annotations), name, lang,
+                                           arr.shape[0] * trs[name], split, annotations, drop=("run",)))
+        else:
+            frames.append(_word_table(_events_file(p, ents, events_root), word_column, event_type, name, lang,
+                                      arr.shape[0] * trs[name], split))
     coords = nib.affines.apply_affine(affine, np.argwhere(mask_arr)).astype(float)
     data, coords = drop_bad_voxels(data, files, coords, bad_voxels)
     runs = {name: BrainRun(np.ascontiguousarray(a), "test" if is_test[name] else "train") for name, a in data.items()}
-    stimuli = _clean_extras(pd.concat(frames, ignore_index=True))
+    stimuli = clean_extras(pd.concat(frames, ignore_index=True))
     return LoadedFMRI(stimuli, runs, float(next(iter(trs.values()))), coords)

@@ -39,11 +39,10 @@ import numpy as np
 import pandas as pd
 
 from ..stimuli import BrainRun, DataError
+from .words import OWN_COLUMNS, clean_extras, read_events_tsv, words_to_stimuli
 
 log = logging.getLogger(__name__)
 
-# Stimulus-table columns this loader writes itself; event keys with these names get an ``event_`` prefix.
-OWN_COLUMNS = ("unit_id", "run", "text", "lang", "onset", "offset", "word_index", "split", "duration")
 # Raw-data extensions of MEG/EEG recordings in BIDS (sidecars and marker files are not recordings).
 RECORDING_EXTENSIONS = (".fif", ".ds", ".con", ".sqd", ".pdf", ".bin", ".edf", ".bdf", ".vhdr", ".set", ".eeg")
 # BIDS entities that tell one recording of a subject from another, in run-name order.
@@ -124,33 +123,6 @@ def default_word_filter(events: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"onset": [], "duration": [], "text": []})
 
 
-def _clean_extras(words: pd.DataFrame) -> pd.DataFrame:
-    """Extra columns as numbers when they all are, else as strings (parquet needs one type a column)."""
-    for col in words.columns:
-        if col in OWN_COLUMNS:
-            continue
-        values = words[col]
-        num = pd.to_numeric(values, errors="coerce")
-        if values.notna().equals(num.notna()):
-            words[col] = num
-        else:
-            words[col] = values.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-    return words
-
-
-def _offsets(onset: np.ndarray, duration: np.ndarray, run_end: float) -> np.ndarray:
-    """onset + duration; where the duration is missing or not positive, the next word's onset."""
-    nxt = np.append(onset[1:], np.nan)
-    gaps = np.diff(onset)
-    gaps = gaps[gaps > 0]
-    last = onset[-1] + (np.median(gaps) if len(gaps) else 0.0) if len(onset) else np.nan
-    nxt[-1:] = last
-    good = np.isfinite(duration) & (duration > 0)
-    off = np.where(good, onset + np.where(good, duration, 0.0), nxt)
-    off = np.maximum(off, onset)
-    return np.minimum(off, run_end)
-
-
 def _run_name(bp) -> str:
     parts = [f"{key}-{getattr(bp, attr)}" for key, attr in RUN_ENTITIES if getattr(bp, attr) is not None]
     return "_".join(parts) or "run-1"
@@ -205,7 +177,7 @@ def _word_table(events_file: Path, word_filter, run: str, lang: str, run_end: fl
     if not events_file.exists():
         raise DataError(f"{events_file}: events file missing; the word onsets come from it. Add the recording's "
                         "*_events.tsv or restrict the dataset's task/session/runs to recordings that have one")
-    events = pd.read_csv(events_file, sep="\t", na_values=["n/a"], keep_default_na=True)
+    events = read_events_tsv(events_file)
     if "onset" not in events.columns:
         raise DataError(f"{events_file}: no onset column (it has {list(events.columns)}); a BIDS events file "
                         "needs onset in seconds")
@@ -221,25 +193,7 @@ def _word_table(events_file: Path, word_filter, run: str, lang: str, run_end: fl
         raise DataError(f"{events_file}: no word events; {col or 'trial_type'} values seen: {seen}. The default "
                         "filter knows MEG-MASC dict strings with kind 'word' and Armeni-style 'word_onset' "
                         "rows; pass a word_filter for other layouts")
-    words["onset"] = words["onset"].astype(float)
-    if "duration" not in words.columns:
-        words["duration"] = np.nan
-    words["duration"] = pd.to_numeric(words["duration"], errors="coerce")
-    words = words.sort_values("onset", kind="stable").reset_index(drop=True)
-    inside = (words["onset"] >= 0) & (words["onset"] < run_end)
-    if not inside.all():
-        log.warning("%s: %d of %d word events lie outside the recording (0 to %.1f s); dropped",
-                    events_file, int((~inside).sum()), len(words), run_end)
-        words = words[inside].reset_index(drop=True)
-    onset = words["onset"].to_numpy()
-    out = pd.DataFrame({
-        "unit_id": [f"{run}_{i:05d}" for i in range(len(words))], "run": run,
-        "text": words["text"].astype(str).to_numpy(), "lang": lang, "onset": onset,
-        "offset": _offsets(onset, words["duration"].to_numpy(float), run_end),
-        "word_index": np.arange(len(words)), "split": "train"})
-    extras = words.drop(columns=[c for c in ("onset", "duration", "text") if c in words.columns])
-    extras = extras.rename(columns={c: f"event_{c}" for c in extras.columns if c in OWN_COLUMNS})
-    return pd.concat([out, extras.reset_index(drop=True)], axis=1)
+    return words_to_stimuli(words, run, lang, run_end, "train", events_file)
 
 
 def load_meg_bids(bids_root: str | Path, subject: str, task: str | Sequence[str] | None = None,
@@ -312,5 +266,5 @@ def load_meg_bids(bids_root: str | Path, subject: str, task: str | Sequence[str]
             out_runs[name] = BrainRun(np.ascontiguousarray(data), "train")
             events_file = Path(bp.copy().update(suffix="events", extension=".tsv", split=None).fpath)
             words.append(_word_table(events_file, word_filter, name, lang, data.shape[0] / sfreq))
-    stimuli = _clean_extras(pd.concat(words, ignore_index=True))
+    stimuli = clean_extras(pd.concat(words, ignore_index=True))
     return MEGBids(stimuli, out_runs, sfreq, coords, ch_names)

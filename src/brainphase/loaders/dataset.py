@@ -1,0 +1,102 @@
+"""One entry point from a dataset's config entry to its contracts, whatever its format.
+
+The workflow loads each subject once (``load_subject``), writes the subject's
+brain file with the subject's own unit timings, and builds the dataset's one
+stimulus set from every subject's units (``merge_stimuli``): subjects of a real
+study hear the same stories, but each recording starts at its own moment and
+some subjects miss some runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..stimuli import EVENT_COLUMNS, BrainRun, DataError
+
+# source -> (module, function, kind of data)
+SOURCES = {
+    "lebel": ("brainphase.loaders.lebel", "load_lebel", "fmri"),
+    "bids_fmri": ("brainphase.loaders.bids_fmri", "load_bids_fmri", "fmri"),
+    "meg_bids": ("brainphase.loaders.meg_bids", "load_meg_bids", "meg"),
+}
+# Keyword arguments that a config file cannot express.
+NOT_CONFIGURABLE = frozenset({"word_filter"})
+
+
+@dataclass
+class LoadedSubject:
+    stimuli: pd.DataFrame
+    runs: dict[str, BrainRun]
+    tr: float | None
+    sfreq: float | None
+    coords: np.ndarray
+
+
+def _loader(source: str):
+    if source not in SOURCES:
+        raise ValueError(f"unknown dataset source {source!r}; loaders exist for {sorted(SOURCES)}")
+    module, name, _ = SOURCES[source]
+    return getattr(importlib.import_module(module), name)
+
+
+def loader_options(source: str) -> list[str]:
+    """The keyword arguments of ``source``'s loader that a config entry may set (after root and subject)."""
+    params = list(inspect.signature(_loader(source)).parameters.values())[2:]
+    return [p.name for p in params if p.name not in NOT_CONFIGURABLE]
+
+
+def load_subject(source: str, path: str | Path, subject: str, options: dict[str, Any] | None = None
+                 ) -> LoadedSubject:
+    """Load one subject of a dataset with its source's loader; ``options`` are the loader's keywords."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(loader_options(source)))
+    if unknown:
+        raise DataError(f"dataset options {unknown} are not arguments of the {source} loader; it takes "
+                        f"{loader_options(source)}")
+    root = Path(path)
+    if not root.exists():
+        raise DataError(f"{root}: dataset folder missing; download the dataset there or fix the dataset's path")
+    out = _loader(source)(root, subject, **options)
+    if SOURCES[source][2] == "meg":
+        return LoadedSubject(out.stimuli, out.runs, None, out.sfreq, out.coords)
+    return LoadedSubject(out.stimuli, out.runs, out.tr, None, out.coords)
+
+
+def subject_events(stimuli: pd.DataFrame) -> pd.DataFrame:
+    """The subject's own unit timings, as stored in its brain file."""
+    return stimuli.loc[:, list(EVENT_COLUMNS)].reset_index(drop=True)
+
+
+def merge_stimuli(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The dataset's stimulus set: every unit any subject heard, once, ordered by run and position.
+
+    A unit is its ``unit_id`` (``{run}_{i:05d}``); two subjects giving the same id
+    different text means their recordings hold different word lists for the
+    run (an event file cut short, say) — an error naming both. Onsets and
+    offsets are the first subject's; each subject's own are in its brain file.
+    """
+    if not tables:
+        raise ValueError("merge_stimuli needs at least one subject's table")
+    seen: dict[str, tuple[str, str, str]] = {}
+    frames = []
+    for subject, table in tables.items():
+        for uid, run, text in zip(table["unit_id"], table["run"], table["text"]):
+            other = seen.get(uid)
+            if other is None:
+                seen[uid] = (subject, run, text)
+            elif other[1:] != (run, text):
+                raise DataError(f"unit {uid}: subject {other[0]} heard {other[2]!r} in run {other[1]}, subject "
+                                f"{subject} heard {text!r} in run {run}; their event files list different words "
+                                "for the run — fix the events or load the subjects as separate datasets")
+        frames.append(table)
+    merged = pd.concat(frames, ignore_index=True).drop_duplicates("unit_id", keep="first")
+    run_order = {r: i for i, r in enumerate(dict.fromkeys(merged["run"]))}
+    merged = merged.assign(_run=merged["run"].map(run_order)).sort_values(["_run", "word_index"], kind="stable")
+    return merged.drop(columns="_run").reset_index(drop=True)

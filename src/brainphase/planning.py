@@ -1,0 +1,184 @@
+"""Disk and memory a study will need, printed with its dry run, before anything is launched.
+
+The numbers are arithmetic on sizes the config already implies: a checkpoint
+is parameters × bytes per parameter as published; an activation cache holds,
+per stimulus unit, one float16 vector of ``d_model`` per layer and site
+(tokens × ``d_model`` for the SAE's token-level corpus, one layer). A stimulus
+set not yet loaded has an unknown unit count; once its
+``results/stimuli/<set>.parquet`` exists, its row count is used.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    params: int
+    n_layers: int
+    d_model: int
+    bytes_per_param: int  # as published on disk: 2 for float16/bfloat16, 4 for float32
+
+
+# Public model cards (parameters, layers, width, storage precision of the checkpoints).
+KNOWN_SIZES = {
+    "EleutherAI/pythia-70m": ModelSize(70_426_624, 6, 512, 2),
+    "EleutherAI/pythia-160m": ModelSize(162_322_944, 12, 768, 2),
+    "EleutherAI/pythia-410m": ModelSize(405_334_016, 24, 1024, 2),
+    "EleutherAI/pythia-1b": ModelSize(1_011_781_632, 16, 2048, 2),
+    "EleutherAI/pythia-1.4b": ModelSize(1_414_647_808, 24, 2048, 2),
+    "EleutherAI/pythia-2.8b": ModelSize(2_775_208_960, 32, 2560, 2),
+    "EleutherAI/pythia-6.9b": ModelSize(6_857_302_016, 32, 4096, 2),
+    "EleutherAI/pythia-12b": ModelSize(11_846_072_320, 36, 5120, 2),
+    "allenai/OLMo-2-0425-1B": ModelSize(1_484_916_736, 16, 2048, 4),
+    "allenai/OLMo-2-1124-7B": ModelSize(7_298_617_344, 32, 4096, 4),
+    "allenai/OLMo-2-1124-13B": ModelSize(13_716_198_400, 40, 5120, 4),
+    "LLM360/Amber": ModelSize(6_738_415_616, 32, 4096, 2),
+}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+def _local_size(root: Path, pattern: str) -> ModelSize | None:
+    from .checkpoints import discover_local_steps
+
+    try:
+        steps = discover_local_steps(root, pattern)
+    except Exception:
+        return None
+    if not steps:
+        return None
+    folder = root / pattern.format(step=steps[-1])
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    n_bytes = sum(p.stat().st_size for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    d, n_layers = cfg.get("hidden_size"), cfg.get("num_hidden_layers")
+    if not (d and n_layers):
+        return None
+    params = cfg.get("num_parameters") or int(12 * n_layers * d * d + 2 * cfg.get("vocab_size", 0) * d)
+    return ModelSize(int(params), int(n_layers), int(d), max(1, round(n_bytes / params)) if n_bytes else 2)
+
+
+def model_size(model: dict) -> ModelSize | None:
+    """Size of one configured model, or None when the config does not tell."""
+    if model["source"] == "train":
+        t = model["train"]
+        d, n_layers, v = t["d_model"], t["n_layers"], t["vocab_size"]
+        # Llama block: attention 4 d^2, gated MLP 3 d d_ff; embeddings untied.
+        params = n_layers * (4 * d * d + 3 * d * t["d_ff"]) + 2 * v * d
+        return ModelSize(params, n_layers, d, 4)
+    if model["source"] == "hf":
+        return KNOWN_SIZES.get(model["hf"]["repo_id"])
+    if model["source"] == "local":
+        loc = model["local"]
+        return _local_size(Path(loc["root"]), loc.get("pattern", "step{step}"))
+    return None
+
+
+CHARS_PER_TOKEN = 4  # English BPE; a token-level corpus is sized from its characters
+
+
+def stimulus_units(stimset: str, config: dict, results: str | Path = "results", pooling: str = "word") -> int | None:
+    """Units of a stimulus set (tokens for ``token`` pooling): from its file when it exists, else the config."""
+    path = Path(results) / "stimuli" / f"{stimset}.parquet"
+    if path.is_file():
+        import pyarrow.parquet as pq
+
+        try:
+            if pooling == "token":
+                text = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+                return int(sum(len(t or "") for t in text) / CHARS_PER_TOKEN)
+            return pq.ParquetFile(path).metadata.num_rows
+        except Exception:
+            return None
+    for d in config["datasets"]:
+        if d["name"] == stimset and d["source"] == "toyworld":
+            sim = d["simulate"]
+            return (sim["stories_train"] + sim["stories_test"]) * sim["words_per_story"]
+    if stimset == "sae_corpus" and config["sae"]["corpus"]["source"] == "toyworld":
+        c = config["sae"]["corpus"]
+        # Tokens, not words: about 1.5 tokens a word in the demo's BPE.
+        return int(c["stories_per_lang"] * len(config["world"]["corpus"]["languages"]) * sum(c["words"]) / 2 * 1.5)
+    return None
+
+
+def activation_bytes(size: ModelSize, units: int, pooling: str, n_sites: int) -> int:
+    """Bytes of one checkpoint's cache of one stimulus set (float16)."""
+    if pooling == "token":  # the SAE corpus keeps one site and layer per token
+        return units * size.d_model * 2
+    return units * n_sites * (size.n_layers + 1) * size.d_model * 2
+
+
+def plan_table(config: dict, steps: dict[str, list[str]], stimsets: dict[str, list[tuple[str, str]]],
+               results: str | Path = "results") -> pd.DataFrame:
+    """One row per model: checkpoints, sizes on disk and in memory (GB; NaN where unknown).
+
+    ``steps``: model -> its checkpoint names; ``stimsets``: model -> (stimulus set, pooling)
+    of every set its activation jobs cache.
+    """
+    rows = []
+    n_sites = len(config["activations"]["sites"])
+    for m in config["models"]:
+        name = m["name"]
+        size = model_size(m)
+        n = len(steps[name])
+        units = {s: stimulus_units(s, config, results, pool) for s, pool in stimsets[name]}
+        act = None
+        if size is not None and all(u is not None for u in units.values()):
+            act = sum(activation_bytes(size, units[s], pool, n_sites) for s, pool in stimsets[name]) / GB
+        ckpt = size.params * size.bytes_per_param / GB if size else None
+        rows.append({
+            "model": name, "source": m["source"], "checkpoints": n,
+            "params_M": size.params / 1e6 if size else None, "layers": size.n_layers if size else None,
+            "d_model": size.d_model if size else None, "checkpoint_GB": ckpt,
+            # Downloads are temp(): each lives until its checkpoint's last job, not all at once.
+            "downloads_total_GB": ckpt * n if ckpt is not None and m["source"] == "hf" else 0.0,
+            "activations_per_checkpoint_GB": act, "activations_total_GB": act * n if act is not None else None,
+            "gpu_memory_GB": size.params * 2 / GB * 1.2 if size else None,  # float16 weights + 20 % working memory
+            "unknown_sets": ", ".join(s for s, u in units.items() if u is None),
+        })
+    return pd.DataFrame(rows)
+
+
+def dry_run_requested(argv: list[str]) -> bool:
+    """Whether a Snakemake command line asks for a dry run (``-n``, ``-np``, ``--dry-run``, ``--dryrun``)."""
+    for arg in argv[1:]:
+        if arg in ("--dry-run", "--dryrun", "--just-print"):
+            return True
+        if arg.startswith("-") and not arg.startswith("--") and "n" in arg[1:] and arg[1:].isalpha():
+            return True
+    return False
+
+
+def _fmt(x, unit="") -> str:
+    if x is None or x != x:
+        return "?"
+    if unit == " GB" and x < 1:
+        return f"{x * 1e3:,.1f} MB"
+    return f"{x:,.1f}{unit}" if isinstance(x, float) else f"{x:,}{unit}"
+
+
+def format_plan(table: pd.DataFrame) -> str:
+    """The plan as the few lines a dry run prints."""
+    lines = ["brainphase plan (estimates; GB = 1e9 bytes):"]
+    for r in table.to_dict("records"):
+        lines.append(
+            f"  {r['model']} ({r['source']}): {r['checkpoints']} checkpoints of {_fmt(r['params_M'])} M params "
+            f"({_fmt(r['layers'])} layers x {_fmt(r['d_model'])}); checkpoint {_fmt(r['checkpoint_GB'], ' GB')}"
+            + (f", downloads {_fmt(r['downloads_total_GB'], ' GB')} in all (deleted after use)"
+               if r["source"] == "hf" else "")
+            + f"; activation cache {_fmt(r['activations_per_checkpoint_GB'], ' GB')} per checkpoint, "
+            f"{_fmt(r['activations_total_GB'], ' GB')} in all; GPU memory ~{_fmt(r['gpu_memory_GB'], ' GB')}")
+        if r["unknown_sets"]:
+            lines.append(f"    units of {r['unknown_sets']} unknown until loaded: build "
+                         "results/stimuli/<set>.parquet first (e.g. `snakemake results/stimuli/<set>.parquet`) "
+                         "and dry-run again for the cache size")
+    return "\n".join(lines)
