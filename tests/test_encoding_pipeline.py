@@ -72,3 +72,19 @@ def test_group_trajectories_pick_the_best_layer(planted):
     assert len(best) == 1 and best["layer"].iloc[0] == 0
     per_layer = g[(g["metric"] == "mean_r") & (g["group"] == "tuned")].set_index("layer")["value"]
     assert best["value"].iloc[0] == pytest.approx(per_layer.max())
+
+
+def test_annotation_units_are_averaged_over_the_trs_they_overlap():
+    """One text per 4 s on a 2-s grid: each TR's feature is its own annotation's vector, not a Lanczos blur."""
+    from brainphase.encoding.runs import features_per_run
+    from brainphase.stimuli import BrainData, BrainRun
+
+    acts = np.arange(10, dtype=float)[:, None] * np.array([[1.0, -1.0]])
+    stimuli = pd.DataFrame({"run": "r", "onset": np.arange(10) * 4.0, "offset": np.arange(10) * 4.0 + 4.0})
+    brain = BrainData({"r": BrainRun(np.zeros((20, 1), np.float32), "train")}, 2.0, np.zeros((1, 2)))
+    (overlap,) = features_per_run(acts, stimuli, brain, ["r"], resample="overlap")
+    np.testing.assert_allclose(overlap, np.repeat(acts, 2, axis=0))
+    (lanczos,) = features_per_run(acts, stimuli, brain, ["r"])
+    assert not np.allclose(lanczos, overlap)
+    with pytest.raises(ValueError, match="unknown resampling"):
+        features_per_run(acts, stimuli, brain, ["r"], resample="nearest")

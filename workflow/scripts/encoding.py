@@ -19,7 +19,7 @@ acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(sn
 voxels = encode_layers(
     acts, stimuli, brain, delays=enc["delays"], trim=enc["trim"], alphas=alphas(enc),
     cv_splits=enc["cv_splits"], n_perm=enc["n_perm"], block_size=enc["block_size"],
-    fdr_q=enc["fdr_q"], seed=snakemake.params.seed, backend=enc["backend"])
+    fdr_q=enc["fdr_q"], seed=snakemake.params.seed, backend=enc["backend"], resample=snakemake.params.resample)
 voxels.insert(0, "subject", wc.subject)
 voxels.insert(0, "dataset", wc.dataset)
 voxels.insert(0, "tokens", int(snakemake.params.tokens))

@@ -30,8 +30,8 @@ def ceiling_per_voxel(brain, test_runs: list[str], trim: int) -> np.ndarray | No
 
 
 def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, *, delays, trim, alphas,
-                  cv_splits, n_perm, block_size, fdr_q, seed, backend) -> pd.DataFrame:
-    """One row per (site, layer, voxel)."""
+                  cv_splits, n_perm, block_size, fdr_q, seed, backend, resample="lanczos") -> pd.DataFrame:
+    """One row per (site, layer, voxel); ``resample``: ``lanczos`` (words) or ``overlap`` (annotations)."""
     train_runs, test_runs = runs_by_split(stimuli, brain)
     y_train, _ = prepare_responses([brain.runs[r].data for r in train_runs], trim)
     y_test, _ = prepare_responses([brain.runs[r].data for r in test_runs], trim)
@@ -40,8 +40,8 @@ def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, *, 
     for name, a in acts.items():
         site, layer = name.split(".")
         t0 = time.perf_counter()
-        x_train, groups = prepare_design(features_per_run(a, stimuli, brain, train_runs), delays, trim)
-        x_test, _ = prepare_design(features_per_run(a, stimuli, brain, test_runs), delays, trim)
+        x_train, groups = prepare_design(features_per_run(a, stimuli, brain, train_runs, resample), delays, trim)
+        x_test, _ = prepare_design(features_per_run(a, stimuli, brain, test_runs, resample), delays, trim)
         res = fit_encoding(x_train, y_train, groups, x_test, y_test, alphas=alphas, n_splits=cv_splits,
                            n_perm=n_perm, block_size=block_size, q=fdr_q, seed=seed, backend=backend)
         df = pd.DataFrame({
