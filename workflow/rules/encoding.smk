@@ -13,6 +13,8 @@ rule encoding:
         encoding=config["encoding"],
         seed=config["seed"],
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
+        # Annotation texts read whole are intervals, not points: averaged over each TR they overlap.
+        resample=lambda wc: "overlap" if pooling_of(stimset_of(wc.dataset)) == "mean" else "lanczos",
     threads: threads("encoding")
     log:
         f"{R}/logs/encoding/{{model}}/{{step}}/{{dataset}}/{{subject}}.log",
