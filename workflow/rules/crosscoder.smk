@@ -23,6 +23,7 @@ rule crosscoder:
         crosscoder=config["crosscoder"],
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
         device=config["device"],
+        resample=lambda wc: resampling_of(wc.dataset),
     threads: threads("crosscoder")
     log:
         f"{R}/logs/crosscoder/{{model}}/{{step}}/{{dataset}}/{{subject}}.log",

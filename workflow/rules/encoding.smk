@@ -13,8 +13,7 @@ rule encoding:
         encoding=config["encoding"],
         seed=config["seed"],
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
-        # Annotation texts read whole are intervals, not points: averaged over each TR they overlap.
-        resample=lambda wc: "overlap" if pooling_of(stimset_of(wc.dataset)) == "mean" else "lanczos",
+        resample=lambda wc: resampling_of(wc.dataset),
     threads: threads("encoding")
     log:
         f"{R}/logs/encoding/{{model}}/{{step}}/{{dataset}}/{{subject}}.log",

@@ -27,7 +27,7 @@ if snakemake.input.truth:
     groups = pd.read_parquet(snakemake.input.truth[0]).sort_values("voxel")["group"].to_numpy()
 t0 = time.perf_counter()
 res = run_checkpoint_crosscoder(acts[name], stimuli, brain, cfg, device=str(resolve_device(p.device)),
-                                voxel_groups=groups)
+                                voxel_groups=groups, resample=p.resample)
 log.info("%s/%s %s: %.1fs", wc.model, wc.step, name, time.perf_counter() - t0)
 
 ids = {"model": wc.model, "step": wc.step, "tokens": int(p.tokens), "dataset": wc.dataset,

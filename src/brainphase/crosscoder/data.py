@@ -48,15 +48,17 @@ def delays_in_trs(delays_s: Sequence[float], tr: float) -> list[int]:
 
 
 def crosscoder_inputs(acts: np.ndarray, stimuli: pd.DataFrame, brain, delays_s: Sequence[float] = (2, 4, 6, 8),
-                      n_trim: int = 5, val_fraction: float = 0.15, seed: int = 0) -> CrosscoderInputs:
+                      n_trim: int = 5, val_fraction: float = 0.15, seed: int = 0,
+                      resample: str = "lanczos") -> CrosscoderInputs:
     """Rows: every kept TR of every run, training runs first; ``split`` by story.
 
-    ``acts`` is one layer's word activations, rows following ``stimuli``.
+    ``acts`` is one layer's unit activations, rows following ``stimuli``; ``resample``
+    as in :func:`brainphase.encoding.runs.features_per_run` (words or annotations).
     """
     train_runs, test_runs = runs_by_split(stimuli, brain)
     delays = delays_in_trs(delays_s, brain.tr)
     runs = train_runs + test_runs
-    lm = trim(delayed_mean(zscore_runs(features_per_run(acts, stimuli, brain, runs)), delays), n_trim)
+    lm = trim(delayed_mean(zscore_runs(features_per_run(acts, stimuli, brain, runs, resample)), delays), n_trim)
     x_brain, index = prepare_responses([brain.runs[r].data for r in runs], n_trim)
     x_lm = np.concatenate(lm, axis=0).astype(np.float32)
     if len(x_lm) != len(x_brain):

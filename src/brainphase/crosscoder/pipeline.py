@@ -44,9 +44,10 @@ def group_shares(w_brain: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
 
 
 def run_checkpoint_crosscoder(acts: np.ndarray, stimuli: pd.DataFrame, brain, cfg: dict, device: str = "cpu",
-                              voxel_groups: np.ndarray | None = None) -> CheckpointCrosscoder:
-    """Fit the crosscoder and its time-shuffled control on one layer's word activations and one subject."""
-    inp = crosscoder_inputs(acts, stimuli, brain, cfg["delays_s"], cfg["trim"], cfg["val_fraction"], cfg["seed"])
+                              voxel_groups: np.ndarray | None = None, resample: str = "lanczos") -> CheckpointCrosscoder:
+    """Fit the crosscoder and its time-shuffled control on one layer's unit activations and one subject."""
+    inp = crosscoder_inputs(acts, stimuli, brain, cfg["delays_s"], cfg["trim"], cfg["val_fraction"], cfg["seed"],
+                            resample)
     train = inp.split["train"]
     x_brain, _ = scale_to_unit_norm(inp.x_brain, train)
     x_lm, _ = scale_to_unit_norm(inp.x_lm, train)
