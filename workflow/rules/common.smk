@@ -39,6 +39,21 @@ def threads(rule, *fallbacks):
     return threads_for(config, rule, *fallbacks)
 
 
+def rule_resources(base, **defaults):
+    """Resources of a per-model rule (``train_<model>``, ``activations_<model>``, ...).
+
+    A profile cannot name rules made per model, so ``set-resources`` (profile or
+    ``--set-resources``) given for the stage's base name (``train``, ``activations``,
+    ``context_activations``, ``link``, ``download``) update ``defaults`` here. An
+    entry for the full rule name still wins: Snakemake applies it afterwards.
+    """
+    from snakemake.resources import Resources
+
+    given = Resources.from_mapping(workflow.resource_settings.overwrite_resources.get(base, {}))
+    # Python expressions from the command line (mem_mb=2000*attempt) stay functions.
+    return {**defaults, **{k: r._evaluator if r.is_evaluable() else r.value for k, r in given.items()}}
+
+
 def model_analyses(model):
     # A model entry may run fewer analyses than the study (the demo's second,
     # smaller LM serves only the size sweep of the temporal analysis).
@@ -214,6 +229,11 @@ def pooling_of(stimset):
         # Annotation texts (a movie's scene descriptions) are read whole.
         return dataset_entry(config, stimset).get("pooling", "word")
     return "last" if stimset.startswith("probe_") else "word"
+
+
+def resampling_of(dataset):
+    # Annotation texts read whole are intervals, not points: averaged over each TR they overlap.
+    return "overlap" if pooling_of(stimset_of(dataset)) == "mean" else "lanczos"
 
 
 def figure_files(name):
