@@ -45,7 +45,7 @@ def rule_resources(base, **defaults):
     A profile cannot name rules made per model, so ``set-resources`` (profile or
     ``--set-resources``) given for the stage's base name (``train``, ``activations``,
     ``context_activations``, ``link``, ``download``) update ``defaults`` here. An
-    entry for the full rule name still wins: Snakemake applies it afterwards.
+    entry for the full rule name still wins, as Snakemake applies it afterwards.
     """
     from snakemake.resources import Resources
 
