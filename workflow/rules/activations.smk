@@ -37,8 +37,7 @@ for _m in models():
         conda:
             ENV
         resources:
-            mem_mb=4000,
-            runtime=30,
+            **rule_resources("activations", mem_mb=4000, runtime=30),
         script:
             "../scripts/activations.py"
 
@@ -73,7 +72,6 @@ for _m in models():
             conda:
                 ENV
             resources:
-                mem_mb=4000,
-                runtime=30,
+                **rule_resources("context_activations", mem_mb=4000, runtime=30),
             script:
                 "../scripts/activations.py"

@@ -1,6 +1,27 @@
 # Checkpoints: the demo trains its own tiny LM and saves Hugging Face
 # directories at log-spaced steps. One rule per trained model because the
 # checkpoint list (its outputs) comes from that model's config entry.
+# The run is written under results/train/<model>/<recipe>/ and each checkpoint
+# is then registered under results/checkpoints/ (hard links), which is what the
+# analyses read. A checkpoint added to the list retrains the model (training is
+# deterministic: the old checkpoints come out byte-identical) but schedules
+# only the new checkpoint's jobs downstream: registration reads the run's
+# folders as ancient(). <recipe> hashes the training settings (all but the
+# checkpoint list) and the training script, so a changed recipe is a new run
+# folder, and that re-registers every checkpoint. (A job behind one that must
+# rerun is not checked for its own triggers by Snakemake, so params on the
+# registration would not be seen: the path has to change.)
+
+
+def train_run_dir(m):
+    import hashlib
+    import json
+
+    recipe = {k: v for k, v in m["train"].items() if k != "checkpoints"}
+    script = Path(workflow.basedir, "workflow/scripts/train_toy_lm.py").read_bytes()
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode() + script).hexdigest()
+    return f"{R}/train/{m['name']}/{digest[:12]}"
+
 
 for _m in config["models"]:
     if _m["source"] != "train":
@@ -12,10 +33,8 @@ for _m in config["models"]:
         input:
             corpus=f"{R}/world/corpus.parquet",
         output:
-            checkpoints=[
-                directory(f"{R}/checkpoints/{_m['name']}/{s}") for s in revisions(_m)
-            ],
-            log_table=f"{R}/checkpoints/{_m['name']}/train_log.tsv",
+            checkpoints=[directory(f"{train_run_dir(_m)}/{s}") for s in revisions(_m)],
+            log_table=f"{train_run_dir(_m)}/train_log.tsv",
         params:
             model=_m,
             device=config["device"],
@@ -30,11 +49,31 @@ for _m in config["models"]:
         conda:
             ENV
         resources:
-            mem_mb=4000,
-            runtime=60,
-            gpu=0,
+            **rule_resources("train", mem_mb=4000, runtime=60, gpu=0),
         script:
             "../scripts/train_toy_lm.py"
+
+    rule:
+        name:
+            f"register_{_m['name']}"
+        input:
+            # ancient: a retrained run's newer folders do not rerun the checkpoints
+            # already registered (nor anything downstream of them).
+            folder=ancient(f"{train_run_dir(_m)}/{{step}}"),
+            # A new corpus (a changed world) reruns the registration behind the training.
+            corpus=f"{R}/world/corpus.parquet",
+        output:
+            checkpoint=directory(f"{R}/checkpoints/{_m['name']}/{{step}}"),
+        localrule: True
+        priority: 2 if _m is config["models"][0] else 1
+        log:
+            f"{R}/logs/checkpoints/{_m['name']}/{{step}}.log",
+        benchmark:
+            f"{R}/benchmarks/checkpoints/{_m['name']}/{{step}}.tsv"
+        conda:
+            ENV
+        script:
+            "../scripts/register_checkpoint.py"
 
 
 # Local training runs: every checkpoint folder the run has written so far is
@@ -62,8 +101,7 @@ for _m in config["models"]:
         conda:
             ENV
         resources:
-            mem_mb=1000,
-            runtime=30,
+            **rule_resources("link", mem_mb=1000, runtime=30),
         script:
             "../scripts/link_checkpoint.py"
 
@@ -92,7 +130,6 @@ for _m in config["models"]:
         conda:
             ENV
         resources:
-            mem_mb=2000,
-            runtime=120,
+            **rule_resources("download", mem_mb=2000, runtime=120),
         script:
             "../scripts/download_checkpoint.py"
