@@ -1,6 +1,6 @@
 """Register one checkpoint of the demo's training run: hard links to its files under results/checkpoints/.
 
-The training job writes every checkpoint of its run under results/train/<model>/;
+The training job writes every checkpoint of its run under results/train/<model>/<recipe>/;
 the analyses read the registered copy. Training again (to add a checkpoint)
 rewrites the run's folders, but a registered checkpoint keeps the bytes its
 analyses read: hard links share the files without doubling the disk, and
