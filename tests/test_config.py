@@ -166,7 +166,7 @@ def test_hf_model_revisions_and_tokens_from_the_cached_listing(config, tmp_path,
     pd.DataFrame({"name": names}).to_csv(tmp_path / "resources/revisions/allenai__OLMo-2-1124-7B.tsv", sep="\t",
                                          index=False)
     assert revisions(model) == ["stage1-step1000-tokens5B", "stage1-step5000-tokens21B"]
-    assert tokens_for(model, "stage1-step5000-tokens21B") == 21_000_000_000
+    assert tokens_for(model, "stage1-step5000-tokens21B") == 5000 * 4_194_304  # step x tokens per step
 
 
 def test_study_switching_the_sae_corpus_to_a_file_drops_the_demos_corpus_keys(tmp_path):
@@ -206,7 +206,7 @@ def test_hf_revisions_named_explicitly_need_no_listing(tmp_path, monkeypatch):
                                                    "revisions": ["stage1-step928646-tokens3896B",
                                                                  "stage1-step1000-tokens5B"]}}
     assert revisions(model) == ["stage1-step1000-tokens5B", "stage1-step928646-tokens3896B"]
-    assert tokens_for(model, "stage1-step928646-tokens3896B") == 3_896_000_000_000
+    assert tokens_for(model, "stage1-step928646-tokens3896B") == 928_646 * 4_194_304
     model["hf"]["revisions"] = ["stage1-step1000-tokens5B", "latest"]
     with pytest.raises(ConfigError, match=r"\['latest'\] are not olmo2 checkpoint names"):
         revisions(model)

@@ -1,13 +1,14 @@
-"""The shipped study configs: each plans its whole DAG offline, from placeholders where the data would be."""
+"""The shipped study configs: each plans its whole DAG with nothing downloaded, in a results folder of its own."""
 
 import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from brainphase.planning import ModelSize, activation_bytes, dry_run_requested, model_size, plan_table
+from brainphase.planning import ModelSize, activation_bytes, dry_run_requested, model_size, plan_table, runs_jobs
 from conftest import REPO, make_workdir, run_snakemake
 
 STUDIES = sorted(p.stem for p in (REPO / "config").glob("*.yaml") if p.name != "config.yaml")
@@ -18,19 +19,11 @@ def _job_counts(stdout: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\S+)\s+(\d+)$", block, re.M)}
 
 
-def _placeholders(wd: Path, study: dict) -> None:
-    """What a dry run needs on disk: the SAE corpus file and a local run's first checkpoints."""
-    corpus = study.get("sae", {}).get("corpus", {})
-    if corpus.get("source") == "file":
-        (wd / corpus["path"]).parent.mkdir(parents=True, exist_ok=True)
-        (wd / corpus["path"]).touch()
-    for m in study["models"]:
-        if m["source"] == "local":
-            for step in (1000, 2000):
-                d = wd / m["local"]["root"] / m["local"].get("pattern", "step{step}").format(step=step)
-                d.mkdir(parents=True)
-                (d / "config.json").write_text('{"hidden_size": 2048, "num_hidden_layers": 24, "vocab_size": 99574}')
-                (d / "model.safetensors").write_bytes(b"\0" * 1024)
+LEBEL_STUDIES = [s for s in STUDIES if s.endswith("-lebel") or s == "llmjp-local"]
+
+
+def _planned(m: dict) -> int:
+    return len(m["hf"]["revisions"]) if m["source"] == "hf" else len(m["local"]["steps"])
 
 
 def test_every_study_in_the_readme_is_shipped():
@@ -40,18 +33,22 @@ def test_every_study_in_the_readme_is_shipped():
         assert f"config/{s}.yaml" in readme, s
 
 
+def test_every_study_has_a_results_folder_of_its_own():
+    roots = [yaml.safe_load((REPO / "config" / f"{s}.yaml").read_text())["results"] for s in STUDIES]
+    assert len(set(roots)) == len(roots) and "results" not in roots
+
+
 @pytest.mark.parametrize("study", STUDIES)
-def test_study_dry_runs_offline(study, tmp_path):
+def test_study_dry_runs_on_a_fresh_clone_with_nothing_downloaded(study, tmp_path):
+    """No data/, no results/: the whole DAG, the plan and the list of what is missing."""
     wd = make_workdir(tmp_path, REPO / "config/config.yaml")
     cfg = yaml.safe_load((REPO / "config" / f"{study}.yaml").read_text())
-    _placeholders(wd, cfg)
     proc = run_snakemake(wd, "-n", "--configfile", str(REPO / "config" / f"{study}.yaml"), timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = _job_counts(proc.stdout)
     for m in cfg["models"]:
-        n = len(m["hf"]["revisions"]) if m["source"] == "hf" else 2
         fetch = f"download_{m['name']}" if m["source"] == "hf" else f"link_{m['name']}"
-        assert counts[fetch] == n and counts[f"activations_{m['name']}"] == n
+        assert counts[fetch] == _planned(m) and counts[f"activations_{m['name']}"] == _planned(m)
     subjects = sum(len(d["subjects"]) for d in cfg["datasets"])
     assert counts["load_subject"] == subjects and counts["merge_stimuli"] == len(cfg["datasets"])
     n_steps = sum(counts[f"activations_{m['name']}"] for m in cfg["models"])
@@ -59,12 +56,47 @@ def test_study_dry_runs_offline(study, tmp_path):
         assert counts["encoding"] == n_steps * subjects
     if "temporal" in cfg["analyses"]:
         assert counts["temporal"] == n_steps * subjects
+    if study in LEBEL_STUDIES:  # the triple-phase analysis runs on every LeBel study
+        assert {"probing", "phases", "plot_phases", "probe_stimuli"} <= set(counts), sorted(counts)
+        assert counts["probing"] == n_steps * len(cfg["probing"]["tasks"])
     assert "toy_world" not in counts and "train_toy" not in counts
-    # the plan a user reads before launching
+    # everything lands in the study's own folder
+    assert re.search(rf"output: {re.escape(cfg['results'])}/", proc.stdout)
+    assert not re.search(r"output: results/(tables|checkpoints|activations)/", proc.stdout)
+    # the plan a user reads before launching, and what is missing with where to get it
     log = proc.stdout + proc.stderr
     assert "brainphase plan" in log
     for m in cfg["models"]:
-        assert re.search(rf"{re.escape(m['name'])} \({m['source']}\): {counts[f'activations_' + m['name']]} checkpoints", log)
+        assert re.search(rf"{re.escape(m['name'])} \({m['source']}\): {_planned(m)} checkpoints", log)
+    missing = re.search(r"brainphase inputs: (\d+) missing", log)
+    assert missing, log[-3000:]
+    for d in cfg["datasets"]:
+        assert f"config key datasets[{d['name']}].path" in log
+    if cfg.get("sae", {}).get("corpus", {}).get("source") == "file" and "sae" in cfg["analyses"]:
+        assert cfg["sae"]["corpus"]["path"] in log
+    assert "where to get them" in log
+    assert not (wd / cfg["results"]).exists() and not (wd / "data").exists()
+
+
+def test_a_real_run_with_inputs_missing_stops_before_any_job(tmp_path):
+    wd = make_workdir(tmp_path, REPO / "config/config.yaml")
+    proc = run_snakemake(wd, "--cores", "1", "--configfile", str(REPO / "config/meg-masc.yaml"), timeout=120)
+    assert proc.returncode != 0
+    assert "missing" in proc.stderr and "datasets[" in proc.stderr and "nothing was run" in proc.stderr
+    assert not (wd / "results").exists()
+
+
+def test_a_results_folder_refuses_a_study_that_shares_no_model(tmp_path):
+    from brainphase.planning import STUDY_MARK, claim_results_folder
+
+    a = {"models": [{"name": "toy"}], "datasets": [{"name": "lebel"}]}
+    b = {"models": [{"name": "pythia-410m"}], "datasets": [{"name": "lebel"}]}
+    claim_results_folder(tmp_path / "results", a)
+    claim_results_folder(tmp_path / "results", {**a, "models": a["models"] + [{"name": "toy_small"}]})
+    with pytest.raises(ValueError, match=r"config key results: .*another study.*results: results/<study>"):
+        claim_results_folder(tmp_path / "results", b)
+    claim_results_folder(tmp_path / "results/pythia", b)
+    assert (tmp_path / "results" / STUDY_MARK).is_file()
 
 
 def test_plan_matches_a_real_activation_cache(micro_run):
@@ -104,6 +136,11 @@ def test_dry_run_flag_detection():
     assert dry_run_requested(["snakemake", "--dry-run"])
     assert not dry_run_requested(["snakemake", "--cores", "2", "-p"])
     assert not dry_run_requested(["snakemake", "-s", "Snakefile", "--configfile", "n.yaml"])
+    # Missing inputs stop only the commands that would run jobs.
+    assert runs_jobs(["snakemake", "--cores", "2"]) and runs_jobs(["snakemake", "--profile", "profiles/slurm"])
+    for args in (["-n"], ["--lint"], ["--rulegraph"], ["--dag"], ["--report", "r.html"], ["--unlock"],
+                 ["--list-rules"], ["--summary"]):
+        assert not runs_jobs(["snakemake", *args]), args
 
 
 def test_local_model_size_is_read_from_its_checkpoint(tmp_path):
@@ -115,3 +152,37 @@ def test_local_model_size_is_read_from_its_checkpoint(tmp_path):
     assert (size.n_layers, size.d_model) == (3, 64)
     shutil.rmtree(d)
     assert model_size({"name": "m", "source": "local", "local": {"root": str(tmp_path / "run")}}) is None
+
+
+def _digests(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "tables").glob("*.parquet"))}
+
+
+def test_two_studies_in_one_clone_keep_their_own_tables(micro_run, tmp_path):
+    """A second study run after the first writes only under its own results folder."""
+    wd = tmp_path / "clone"
+    shutil.copytree(micro_run, wd, symlinks=True)
+    first = _digests(wd / "results")
+    assert "tables/encoding.parquet" in first and "tables/phases.parquet" in first
+    second = yaml.safe_load((REPO / "tests/data/micro.yaml").read_text())
+    second.update(results="results/second", analyses=["encoding"])
+    second["models"] = [dict(second["models"][0], name="toy2")]
+    second["datasets"] = [d for d in second["datasets"] if d["kind"] == "fmri"]
+    (wd / "config/second.yaml").write_text(yaml.safe_dump(second, sort_keys=False))
+    proc = run_snakemake(wd, "--cores", "2", "--configfile", "config/second.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _digests(wd / "results") == first
+    assert set(pd.read_parquet(wd / "results/second/tables/encoding.parquet")["model"]) == {"toy2"}
+    assert set(pd.read_parquet(wd / "results/tables/encoding.parquet")["model"]) == {"toy"}
+    # and the first study, asked again, has nothing to redo
+    proc = run_snakemake(wd, "-n")
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+    # a study that forgets its own folder is refused before it overwrites the first
+    second["results"] = "results"
+    (wd / "config/second.yaml").write_text(yaml.safe_dump(second, sort_keys=False))
+    proc = run_snakemake(wd, "--cores", "1", "--configfile", "config/second.yaml")
+    assert proc.returncode != 0 and "another study" in proc.stderr
+    assert _digests(wd / "results") == first

@@ -41,6 +41,9 @@ KNOWN_SIZES = {
     "allenai/OLMo-2-1124-7B": ModelSize(7_298_617_344, 32, 4096, 4),
     "allenai/OLMo-2-1124-13B": ModelSize(13_716_198_400, 40, 5120, 4),
     "LLM360/Amber": ModelSize(6_738_415_616, 32, 4096, 2),
+    # llm-jp/llm-jp-3-1.8b config.json: Llama, hidden 2048, 24 layers, intermediate 7168,
+    # vocab 99584, untied embeddings, bfloat16: 2·99584·2048 + 24·(4·2048² + 3·2048·7168 + 2·2048) + 2048.
+    "llm-jp/llm-jp-3-1.8b": ModelSize(1_867_614_208, 24, 2048, 2),
 }
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
@@ -79,7 +82,8 @@ def model_size(model: dict) -> ModelSize | None:
         return KNOWN_SIZES.get(model["hf"]["repo_id"])
     if model["source"] == "local":
         loc = model["local"]
-        return _local_size(Path(loc["root"]), loc.get("pattern", "step{step}"))
+        # The run's own config.json once a checkpoint exists; before that, the published model it follows.
+        return _local_size(Path(loc["root"]), loc.get("pattern", "step{step}")) or KNOWN_SIZES.get(loc.get("like", ""))
     return None
 
 
@@ -100,6 +104,8 @@ def stimulus_units(stimset: str, config: dict, results: str | Path = "results", 
         except Exception:
             return None
     for d in config["datasets"]:
+        if d["name"] == stimset and d["source"] == "lebel":
+            return _lebel_words(Path(d["path"]))
         if d["name"] == stimset and d["source"] == "toyworld":
             sim = d["simulate"]
             return (sim["stories_train"] + sim["stories_test"]) * sim["words_per_story"]
@@ -108,6 +114,19 @@ def stimulus_units(stimset: str, config: dict, results: str | Path = "results", 
         # Tokens, not words: about 1.5 tokens a word in the demo's BPE.
         return int(c["stories_per_lang"] * len(config["world"]["corpus"]["languages"]) * sum(c["words"]) / 2 * 1.5)
     return None
+
+
+def _lebel_words(root: Path) -> int | None:
+    """Words of every story whose TextGrid is on disk: the stimulus set before it is built."""
+    grids = sorted((root / "derivative" / "TextGrids").glob("*.TextGrid"))
+    if not grids:
+        return None
+    from .loaders.lebel import word_intervals
+
+    try:
+        return int(sum(len(word_intervals(g)) for g in grids))
+    except Exception:  # a broken TextGrid is the loader's error to report, not the plan's
+        return None
 
 
 def activation_bytes(size: ModelSize, units: int, pooling: str, n_sites: int) -> int:
@@ -148,6 +167,36 @@ def plan_table(config: dict, steps: dict[str, list[str]], stimsets: dict[str, li
     return pd.DataFrame(rows)
 
 
+def known_duplicates(config: dict, steps: dict[str, list[str]], results: str | Path = "results",
+                     revision_cache: str | Path = "resources/revisions") -> str | None:
+    """The duplicate-checkpoint report from what is known without network or downloads, or None.
+
+    Known: the fingerprints of checkpoints already registered (``<results>/fingerprints``) and, for
+    hub models, the per-file sha256 the hub lists, once cached in ``revision_cache``
+    (:func:`brainphase.fingerprints.hub_fingerprints`).
+    """
+    from .fingerprints import cached_hub_fingerprints, duplicate_table, format_duplicates
+
+    tables = []
+    for m in config["models"]:
+        name = m["name"]
+        known = {}
+        if m["source"] == "hf":
+            known.update(cached_hub_fingerprints(m["hf"]["repo_id"], revision_cache))
+        for step in steps[name]:
+            f = Path(results) / "fingerprints" / name / f"{step}.json"
+            if f.is_file():
+                known[step] = json.loads(f.read_text()).get("fingerprint")
+        fps = {s: known.get(s) for s in steps[name]}
+        if any(v is not None for v in fps.values()):
+            from .config import tokens_for
+
+            tables.append(duplicate_table(name, fps, {s: tokens_for(m, s) for s in steps[name]}))
+    if not tables:
+        return None
+    return format_duplicates(pd.concat(tables, ignore_index=True))
+
+
 def dry_run_requested(argv: list[str]) -> bool:
     """Whether a Snakemake command line asks for a dry run (``-n``, ``-np``, ``--dry-run``, ``--dryrun``)."""
     for arg in argv[1:]:
@@ -158,6 +207,55 @@ def dry_run_requested(argv: list[str]) -> bool:
     return False
 
 
+# Options after which Snakemake reports, draws or cleans up but runs no job.
+_NO_JOBS = ("--lint", "--rulegraph", "--dag", "--d3dag", "--filegraph", "--summary", "--detailed-summary",
+            "--list", "-l", "--list-rules", "--list-target-rules", "--lt", "--list-changes", "--lc",
+            "--report", "--unlock", "--cleanup-metadata", "--cm", "--version", "-v", "--help", "-h",
+            "--containerize", "--export-cwl", "--print-compilation", "--archive", "--delete-all-output",
+            "--delete-temp-output", "--conda-create-envs-only", "--conda-cleanup-envs", "--list-conda-envs",
+            "--generate-unit-tests", "--debug-dag-only")
+
+
+def runs_jobs(argv: list[str]) -> bool:
+    """Whether a Snakemake command line will execute jobs (not a dry run, report, graph or cleanup)."""
+    if dry_run_requested(argv):
+        return False
+    return not any(a.split("=")[0] in _NO_JOBS or a.startswith("--list") for a in argv[1:])
+
+
+STUDY_MARK = ".brainphase-study.json"
+
+
+def claim_results_folder(results: str | Path, config: dict) -> None:
+    """Record which study writes ``results``; refuse a study that shares nothing with the recorded one.
+
+    Two studies in one clone must not overwrite each other's tables. A study that
+    adds a model or a dataset to itself still shares its other models, so only a
+    config with no model in common with the folder's study is refused (the usual
+    slip: a new study config without its own ``results`` key; datasets are no
+    guide, as studies of different models share LeBel's).
+    """
+    from .io import write_text
+
+    mark = Path(results) / STUDY_MARK
+    mine = {"models": sorted(m["name"] for m in config["models"]),
+            "datasets": sorted(d["name"] for d in config["datasets"])}
+    if mark.is_file():
+        try:
+            theirs = json.loads(mark.read_text())
+        except ValueError:
+            theirs = {}
+        if theirs and not set(theirs.get("models", [])) & set(mine["models"]):
+            raise ValueError(
+                f"config key results: {results}/ holds another study's results (models {theirs.get('models')}, "
+                f"datasets {theirs.get('datasets')}); this config has models {mine['models']} and datasets "
+                f"{mine['datasets']}. Give the study a folder of its own (e.g. `results: results/<study>` in its "
+                f"config), or remove {mark} if the old results may be overwritten")
+        mine = {k: sorted(set(mine[k]) | set(theirs.get(k, []))) for k in mine}
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    write_text(json.dumps(mine, indent=1) + "\n", mark)
+
+
 def _fmt(x, unit="") -> str:
     if x is None or x != x:
         return "?"
@@ -166,7 +264,7 @@ def _fmt(x, unit="") -> str:
     return f"{x:,.1f}{unit}" if isinstance(x, float) else f"{x:,}{unit}"
 
 
-def format_plan(table: pd.DataFrame) -> str:
+def format_plan(table: pd.DataFrame, results: str | Path = "results") -> str:
     """The plan as the few lines a dry run prints."""
     lines = ["brainphase plan (estimates; GB = 1e9 bytes):"]
     for r in table.to_dict("records"):
@@ -179,6 +277,6 @@ def format_plan(table: pd.DataFrame) -> str:
             f"{_fmt(r['activations_total_GB'], ' GB')} in all; GPU memory ~{_fmt(r['gpu_memory_GB'], ' GB')}")
         if r["unknown_sets"]:
             lines.append(f"    units of {r['unknown_sets']} unknown until loaded: build "
-                         "results/stimuli/<set>.parquet first (e.g. `snakemake results/stimuli/<set>.parquet`) "
+                         f"{results}/stimuli/<set>.parquet first (e.g. `snakemake {results}/stimuli/<set>.parquet`) "
                          "and dry-run again for the cache size")
     return "\n".join(lines)

@@ -88,7 +88,7 @@ for _m in config["models"]:
         name:
             f"link_{_m['name']}"
         input:
-            folder=lambda wc, _m=_m: str(local_checkpoint_dir(_m, wc.step)),
+            folder=lambda wc, _m=_m: user_file(local_checkpoint_dir(_m, wc.step)),
         output:
             checkpoint=directory(f"{R}/checkpoints/{_m['name']}/{{step}}"),
         params:
@@ -123,6 +123,7 @@ for _m in config["models"]:
             repo_id=_m["hf"]["repo_id"],
             family=_m["hf"]["family"],
             allow_patterns=_m["hf"].get("allow_patterns"),
+            tokens_per_step=_m["hf"].get("tokens_per_step"),
         log:
             f"{R}/logs/checkpoints/{_m['name']}/{{step}}.log",
         benchmark:
@@ -133,3 +134,43 @@ for _m in config["models"]:
             **rule_resources("download", mem_mb=2000, runtime=120),
         script:
             "../scripts/download_checkpoint.py"
+
+
+# Published checkpoints are not always what their names say (several step branches of
+# one repository may serve the same weights). Each registered checkpoint's weights
+# fingerprint (from its sha256 manifest) is kept, and checkpoints of one model with
+# identical weights are reported and left out of the phase analysis.
+rule fingerprint_checkpoint:
+    input:
+        checkpoint=f"{R}/checkpoints/{{model}}/{{step}}",
+    output:
+        f"{R}/fingerprints/{{model}}/{{step}}.json",
+    params:
+        tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
+    localrule: True
+    log:
+        f"{R}/logs/fingerprints/{{model}}/{{step}}.log",
+    benchmark:
+        f"{R}/benchmarks/fingerprints/{{model}}/{{step}}.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/fingerprint_checkpoint.py"
+
+
+rule checkpoint_duplicates:
+    input:
+        fingerprint_files(),
+    output:
+        f"{R}/tables/checkpoint_duplicates.parquet",
+    params:
+        steps={m: steps(m) for m in models()},
+    localrule: True
+    log:
+        f"{R}/logs/checkpoint_duplicates.log",
+    benchmark:
+        f"{R}/benchmarks/checkpoint_duplicates.tsv"
+    conda:
+        ENV
+    script:
+        "../scripts/checkpoint_duplicates.py"

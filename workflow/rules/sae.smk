@@ -9,7 +9,7 @@ rule sae_corpus:
         source=(
             f"{R}/world/lexicon.parquet"
             if config["sae"]["corpus"]["source"] == "toyworld"
-            else config["sae"]["corpus"]["path"]
+            else user_file(config["sae"]["corpus"]["path"])
         ),
     output:
         f"{R}/stimuli/{SAE_CORPUS}.parquet",
@@ -34,7 +34,7 @@ rule sae:
         activations=f"{R}/activations/{{model}}/{{step}}/{SAE_CORPUS}.safetensors",
         stimuli=f"{R}/stimuli/{SAE_CORPUS}.parquet",
         checkpoint=f"{R}/checkpoints/{{model}}/{{step}}",
-        dictionary=config["sae"]["dictionary"] or [],
+        dictionary=user_file(config["sae"]["dictionary"]) if config["sae"]["dictionary"] else [],
     output:
         sae=f"{R}/sae/{{model}}/{{step}}/seed{{seed}}/sae.safetensors",
         metrics=f"{R}/sae/{{model}}/{{step}}/seed{{seed}}/metrics.parquet",
