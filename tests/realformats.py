@@ -39,7 +39,11 @@ def _runs_of(brain, runs):
 
 
 def write_lebel(root, stimuli, brain, subject, tr=2.0, runs=None):
-    """A ds003020-style derivative folder: one story per run, TextGrids on the audio clock."""
+    """A ds003020-style derivative folder: one story per run, TextGrids on the audio clock.
+
+    A run with repeats gets them as ``individual_repeats`` (repeats x TRs x voxels), as the dataset's
+    test story (wheretheressmoke.hf5) holds them; load it with that run in ``test_stories``.
+    """
     import json
 
     import h5py
@@ -55,6 +59,8 @@ def write_lebel(root, stimuli, brain, subject, tr=2.0, runs=None):
         data = brain.runs[run].data
         with h5py.File(subj / f"{run}.hf5", "w") as f:
             f.create_dataset("data", data=data)
+            if brain.runs[run].repeats is not None:  # ds003020's test story: its presentations beside data
+                f.create_dataset("individual_repeats", data=brain.runs[run].repeats)
         respdict[run] = data.shape[0] + 20
         words = stimuli[stimuli["run"] == run]
         items, t = [], 0.0

@@ -19,14 +19,17 @@ from realformats import q, textgrid_long  # noqa: E402
 # ----------------------------------------------------------------------------- LeBel et al. (ds003020)
 
 N_VOX = 6
+N_REPEATS = 3
 RESPDICT = {"alternateithicatom": 30, "wheretheressmoke": 28}  # .hf5 rows: 30 - 20 = 10 and 28 - 20 = 8
 
 
 # Word tiers on the audio clock (TextGrid seconds). Markers: sp, sentence_start, {BR}, "", SP, ns, lg.
+# alternateithicatom's 10 rows end 30 s into the audio (row 9 is centred at 29 s): "end" runs past that,
+# "after" starts past it but within the Lanczos window (3 TRs = 6 s), "gone" lies beyond the window.
 WORDS_A = [(0.0, 9.5, "sp"), (9.5, 10.2, "I"), (10.2, 10.25, "sentence_start"), (10.25, 10.7, "reached"),
            (10.7, 11.0, "{BR}"), (11.0, 11.3, ""), (11.3, 11.6, '"over"'), (11.6, 12.0, "SP"), (12.0, 12.4, "ns"),
            (12.4, 13.0, "don't"), (13.0, 29.9, "lg"), (29.9, 30.5, "end"), (30.5, 31.0, "sentence_end"),
-           (31.0, 31.5, "after"), (31.5, 40.0, "sp")]
+           (31.0, 31.5, "after"), (31.5, 36.0, "sp"), (36.0, 36.4, "gone"), (36.4, 40.0, "sp")]
 WORDS_B = [(0.0, 10.5, "sp"), (10.5, 10.9, "where"), (10.9, 11.4, "there's"), (11.4, 12.0, "smoke"),
            (12.0, 30.0, "")]
 
@@ -35,7 +38,17 @@ def phones(words):
     return [(a, b, "AH" if t else "") for a, b, t in words]
 
 
-def make_lebel(root, respdict=RESPDICT, nan_voxel=None):
+def write_test_story(path, data, repeats):
+    """wheretheressmoke.hf5 as ds003020 ships it: ``data`` (TRs x voxels) and ``individual_repeats``
+    (repeats x TRs x voxels), float64 (the layout genandlam/Cross-participant-semantic-decoding's
+    decoding/utils_resp.py reads with hf["individual_repeats"])."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=np.asarray(data, np.float64))
+        if repeats is not None:
+            f.create_dataset("individual_repeats", data=np.asarray(repeats, np.float64))
+
+
+def make_lebel(root, respdict=RESPDICT, nan_voxel=None, repeats=True):
     deriv = root / "derivative"
     (deriv / "TextGrids").mkdir(parents=True)
     subj = deriv / "preprocessed_data" / "UTS01"
@@ -49,9 +62,16 @@ def make_lebel(root, respdict=RESPDICT, nan_voxel=None):
     rng = np.random.default_rng(0)
     data = {}
     for story, n in (("alternateithicatom", 10), ("wheretheressmoke", 8)):
+        if story == "wheretheressmoke":  # a repeated signal: the presentations and their mean
+            reps = (rng.standard_normal((1, n, N_VOX)) + 0.5 * rng.standard_normal((N_REPEATS, n, N_VOX)))
+            reps = reps.astype(np.float32)
+            data[story] = reps.mean(0)
+            data["repeats"] = reps
+            if nan_voxel is not None:
+                data[story][3, nan_voxel] = np.nan
+            write_test_story(subj / f"{story}.hf5", data[story], reps if repeats else None)
+            continue
         data[story] = rng.standard_normal((n, N_VOX)).astype(np.float32)
-        if nan_voxel is not None and story == "wheretheressmoke":
-            data[story][3, nan_voxel] = np.nan
         with h5py.File(subj / f"{story}.hf5", "w") as f:
             f.create_dataset("data", data=data[story])
     return data
@@ -66,49 +86,167 @@ def lebel(tmp_path_factory):
 def test_lebel_contract(lebel, tmp_path):
     root, data = lebel
     out = load_lebel(root, "UTS01")
-    assert out.tr == 2.0045
+    assert out.tr == 2.0
     assert set(out.runs) == {"alternateithicatom", "wheretheressmoke"}
     assert out.runs["wheretheressmoke"].split == "test" and out.runs["alternateithicatom"].split == "train"
-    for story, arr in data.items():
-        np.testing.assert_array_equal(out.runs[story].data, arr)
-        assert out.runs[story].data.dtype == np.float32 and out.runs[story].repeats is None
+    for story in ("alternateithicatom", "wheretheressmoke"):
+        np.testing.assert_array_equal(out.runs[story].data, data[story])
+        assert out.runs[story].data.dtype == np.float32
+    assert out.runs["alternateithicatom"].repeats is None
     np.testing.assert_array_equal(out.coords, np.arange(N_VOX)[:, None])
 
-    # Row j of the .hf5 is Huth-grid volume j + 10, whose trigger is (j + 10) TR - 10 s after the audio starts:
-    # run clock = TextGrid time - (10 * 2.0045 - 10) = TextGrid time - 10.045 s.
+    # Row j of the .hf5 is Huth-grid volume j + 10, whose trigger is (j + 10) 2 s - 10 s after the audio starts:
+    # run clock = TextGrid time - 10 s.
     a = out.stimuli[out.stimuli["run"] == "alternateithicatom"]
-    assert list(a["text"]) == ["I", "reached", '"over"', "don't", "end"]  # "after" starts past the run's end
-    np.testing.assert_allclose(a["onset"], [-0.545, 0.205, 1.255, 2.355, 19.855], atol=1e-9)
-    # "end" runs to 20.455 s, past the 10 TRs x 2.0045 s = 20.045 s of data: clipped
-    np.testing.assert_allclose(a["offset"], [0.155, 0.655, 1.555, 2.955, 20.045], atol=1e-9)
-    np.testing.assert_allclose(a["audio_onset"], [9.5, 10.25, 11.3, 12.4, 29.9])
-    assert list(a["unit_id"]) == [f"alternateithicatom_{i:05d}" for i in range(5)]
-    assert list(a["word_index"]) == list(range(5)) and set(a["split"]) == {"train"} and set(a["lang"]) == {"en"}
+    # "after" starts past the run's 20 s but reaches its last volumes; "gone" reaches none and is dropped
+    assert list(a["text"]) == ["I", "reached", '"over"', "don't", "end", "after"]
+    np.testing.assert_allclose(a["onset"], [-0.5, 0.25, 1.3, 2.4, 19.9, 21.0], atol=1e-9)
+    np.testing.assert_allclose(a["offset"], [0.2, 0.7, 1.6, 3.0, 20.5, 21.5], atol=1e-9)  # not clipped
+    np.testing.assert_allclose(a["audio_onset"], [9.5, 10.25, 11.3, 12.4, 29.9, 31.0])
+    assert list(a["unit_id"]) == [f"alternateithicatom_{i:05d}" for i in range(6)]
+    assert list(a["word_index"]) == list(range(6)) and set(a["split"]) == {"train"} and set(a["lang"]) == {"en"}
     b = out.stimuli[out.stimuli["run"] == "wheretheressmoke"]  # no tier named "word": the second tier
     assert list(b["text"]) == ["where", "there's", "smoke"] and set(b["split"]) == {"test"}
-    np.testing.assert_allclose(b["onset"], [0.455, 0.855, 1.355], atol=1e-9)
-    np.testing.assert_allclose(b["offset"], [0.855, 1.355, 1.955], atol=1e-9)
+    np.testing.assert_allclose(b["onset"], [0.5, 0.9, 1.4], atol=1e-9)
+    np.testing.assert_allclose(b["offset"], [0.9, 1.4, 2.0], atol=1e-9)
 
     # The result writes to and reads back from the contracts, and the words fit their runs.
     write_brain(tmp_path / "UTS01.h5", out.runs, out.tr, out.coords)
     out.stimuli.to_parquet(tmp_path / "lebel.parquet")
     brain = read_brain(tmp_path / "UTS01.h5")
     check_alignment(pd.read_parquet(tmp_path / "lebel.parquet"), brain, "lebel.parquet", "UTS01.h5")
-    assert brain.tr == pytest.approx(2.0045)
+    assert brain.tr == pytest.approx(2.0)
 
 
-def test_lebel_tr2_matches_huth_grid(lebel):
-    """With tr=2.0 the run clock is the Huth lab's simulated grid shifted by exactly 10 s."""
+# --- the Huth lab's pipeline, transcribed from HuthLab/deep-fMRI-dataset for the comparisons below
+def huth_tr_times(n_resp, tr=2.0, start_time=10.0, pad=5):
+    """TR centres on the audio clock: stimulus_utils.load_simulated_trfiles + TRFile.simulate +
+    DataSequence.from_grid (get_reltriggertimes() + avgtr / 2)."""
+    trtimes = np.arange(n_resp - pad) * tr  # TRFile.simulate(resps - pad), expectedtr = tr
+    rel = trtimes - start_time  # get_reltriggertimes: trigger times minus soundstarttime
+    return rel + np.diff(trtimes).mean() / 2.0
+
+
+def huth_word_seq(words):
+    """dsutils.make_word_ds: the tier's intervals, minus DEFAULT_BAD_WORDS after .lower().strip("{}").strip()."""
+    bad = {"sentence_start", "sentence_end", "br", "lg", "ls", "ns", "sp"}
+    return [(a, b, t) for a, b, t in words if t.lower().strip("{}").strip() not in bad]
+
+
+def huth_lanczos(data, oldtime, newtime, window=3):
+    """interpdata.lanczosinterp2D with lanczosfun, as written there."""
+    cutoff = 1 / np.mean(np.diff(newtime))
+    t = (newtime[:, None] - oldtime[None, :]) * cutoff
+    with np.errstate(divide="ignore", invalid="ignore"):
+        val = window * np.sin(np.pi * t) * np.sin(np.pi * t / window) / (np.pi ** 2 * t ** 2)
+    val[t == 0] = 1.0
+    val[np.abs(t) > window] = 0.0
+    return val @ data
+
+
+def huth_features(words, vectors, n_resp, trim=5):
+    """feature_spaces.downsample_word_vectors on every word, then encoding_utils.apply_zscore_and_hrf's cut
+    [5 + trim : -trim] (before its z-score)."""
+    seq = huth_word_seq(words)
+    times = np.array([(a + b) / 2.0 for a, b, _ in seq])  # DataSequence.from_grid: word_avgtimes
+    feats = np.stack([vectors(a, t) for a, _, t in seq])
+    return huth_lanczos(feats, times, huth_tr_times(n_resp))[5 + trim:-trim]
+
+
+def test_lebel_default_grid_is_the_huth_grid(lebel):
+    """Without options the run's TR centres are the Huth lab's grid rows kept in the .hf5, and the words are
+    the TextGrid's intervals on that clock."""
     root, _ = lebel
-    out = load_lebel(root, "UTS01", stories=["alternateithicatom"], test_stories=(), tr=2.0)
-    a = out.stimuli
-    np.testing.assert_allclose(a["onset"], a["audio_onset"] - 10.0, atol=1e-12)
-    n = RESPDICT["alternateithicatom"]
-    # Huth: n - 5 triggers at 2k s, audio starting at 10 s; TR centres on the audio clock 2k - 10 + 1; rows [10:-5].
-    huth_centres = (np.arange(n - 5) * 2.0 - 10.0 + 1.0)[10:-5]
+    out = load_lebel(root, "UTS01")
     brain = BrainData(out.runs, out.tr, out.coords)
-    np.testing.assert_allclose(brain.tr_times("alternateithicatom") + 10.0, huth_centres)
-    assert out.runs["alternateithicatom"].split == "train"
+    for story, words in (("alternateithicatom", WORDS_A), ("wheretheressmoke", WORDS_B)):
+        n = RESPDICT[story]
+        rows = brain.runs[story].data.shape[0]
+        assert rows == n - 20
+        huth = huth_tr_times(n)[10:-5]  # apply_zscore_and_hrf: [5 + trim : -trim], trim = 5
+        # row j <-> (j + 10 + 0.5) * 2.0 - 10 s on the audio clock; the run clock starts 10 s after the audio
+        np.testing.assert_allclose(huth, (np.arange(rows) + 10.5) * 2.0 - 10.0)
+        np.testing.assert_allclose(brain.tr_times(story) + 10.0, huth, atol=1e-12)
+        mine = out.stimuli[out.stimuli["run"] == story]
+        grid = {a: b for a, b, t in words}  # TextGrid intervals by start
+        np.testing.assert_allclose(mine["onset"] + 10.0, mine["audio_onset"], atol=1e-12)
+        np.testing.assert_allclose(mine["offset"] + 10.0, [grid[a] for a in mine["audio_onset"]], atol=1e-12)
+
+
+def test_lebel_features_match_lanczos_of_all_words(lebel):
+    """The last TRs get the words heard after the last kept volume, as the Huth lab's resampling of every word
+    does; dropping those words (the loader's old rule) changes the last TRs."""
+    from brainphase.encoding.runs import features_per_run
+    from brainphase.encoding.resample import lanczos_resample
+
+    root, _ = lebel
+    out = load_lebel(root, "UTS01", tr=2.0)
+    story = "alternateithicatom"
+    rng = np.random.default_rng(3)
+    table = {(r, a): rng.standard_normal(4) for r, words in ((story, WORDS_A), ("wheretheressmoke", WORDS_B))
+             for a, _, _ in words}
+
+    def vectors(start, text):  # an empty interval is a word without a vector in the Huth lab's models
+        return table[story, start] if text else np.zeros(4)
+
+    acts = np.stack([table[r, a] for r, a in zip(out.stimuli["run"], out.stimuli["audio_onset"])])
+    brain = BrainData(out.runs, out.tr, out.coords)
+    ours = features_per_run(acts, out.stimuli, brain, [story])[0]
+    huth = huth_features(WORDS_A, vectors, RESPDICT[story])
+    assert ours.shape == huth.shape == (10, 4)
+    np.testing.assert_allclose(ours, huth, rtol=1e-10, atol=1e-12)
+
+    # The old rule: words starting after the run's last volume dropped, offsets clipped to the run's end.
+    w = out.stimuli[out.stimuli["run"] == story]
+    end = brain.duration(story)
+    old = (w["onset"] < end).to_numpy()
+    mid = (w["onset"][old] + np.minimum(w["offset"][old], end)) / 2
+    dropped = lanczos_resample(acts[w.index[old]], mid.to_numpy(), brain.tr_times(story))
+    np.testing.assert_allclose(dropped[:7], huth[:7], atol=1e-12)
+    assert not np.allclose(dropped[-3:], huth[-3:], atol=1e-3)
+
+
+def test_lebel_test_story_repeats_give_a_noise_ceiling(lebel, tmp_path):
+    from brainphase.encoding.pipeline import ceiling_per_voxel
+
+    root, data = lebel
+    out = load_lebel(root, "UTS01")
+    reps = out.runs["wheretheressmoke"].repeats
+    assert reps.shape == (N_REPEATS, 8, N_VOX) and reps.dtype == np.float32
+    np.testing.assert_allclose(reps, data["repeats"])
+    write_brain(tmp_path / "UTS01.h5", out.runs, out.tr, out.coords)
+    brain = read_brain(tmp_path / "UTS01.h5")
+    assert brain.runs["wheretheressmoke"].repeats.shape == (N_REPEATS, 8, N_VOX)
+    ceiling = ceiling_per_voxel(brain, ["wheretheressmoke"], trim=0)
+    assert ceiling.shape == (N_VOX,) and np.isfinite(ceiling).all() and (ceiling > 0).any()
+    assert load_lebel(root, "UTS01", repeats=False).runs["wheretheressmoke"].repeats is None
+
+
+def test_lebel_test_story_without_repeats(tmp_path):
+    make_lebel(tmp_path, repeats=False)
+    with pytest.raises(DataError, match=r"wheretheressmoke\.hf5: a test story.*individual_repeats.*"
+                                        r"data \(8, 6\) float64.*repeats: false"):
+        load_lebel(tmp_path, "UTS01")
+    assert load_lebel(tmp_path, "UTS01", repeats=False).runs["wheretheressmoke"].repeats is None
+    assert load_lebel(tmp_path, "UTS01", test_stories=()).runs["wheretheressmoke"].split == "train"
+    path = tmp_path / "derivative/preprocessed_data/UTS01/wheretheressmoke.hf5"
+    write_test_story(path, np.zeros((8, N_VOX)), np.zeros((3, 7, N_VOX)))
+    with pytest.raises(DataError, match=r"individual_repeats has shape \(3, 7, 6\).*\(repeats >= 2, 8, 6\)"):
+        load_lebel(tmp_path, "UTS01")
+
+
+def test_lebel_bad_voxel_in_a_repeat(tmp_path):
+    data = make_lebel(tmp_path)
+    reps = data["repeats"].copy()
+    reps[1, 2, 4] = np.nan
+    write_test_story(tmp_path / "derivative/preprocessed_data/UTS01/wheretheressmoke.hf5",
+                     data["wheretheressmoke"], reps)
+    with pytest.raises(DataError, match=r"wheretheressmoke\.hf5 \(individual_repeats\[1\]\): 1 voxel"):
+        load_lebel(tmp_path, "UTS01")
+    out = load_lebel(tmp_path, "UTS01", bad_voxels="drop")
+    np.testing.assert_array_equal(out.coords[:, 0], [0, 1, 2, 3, 5])
+    np.testing.assert_allclose(out.runs["wheretheressmoke"].repeats, np.delete(reps, 4, axis=2))
+    assert all(r.data.shape[1] == 5 for r in out.runs.values())
 
 
 def test_lebel_respdict_mismatch(tmp_path):

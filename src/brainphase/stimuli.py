@@ -25,6 +25,11 @@ import pandas as pd
 from .io import atomic_path
 
 STIMULUS_COLUMNS = ("unit_id", "run", "text", "lang", "onset", "offset")
+# How far past an fMRI run's last volume a word may be heard and still count: the
+# Lanczos window (``encoding.resample.lanczos_resample`` window=3, cutoff 1/TR, as
+# HuthLab/deep-fMRI-dataset encoding/feature_spaces.py downsample_word_vectors
+# uses it). A word later than that has zero weight on every volume.
+WORD_REACH_TRS = 3
 
 
 class DataError(ValueError):
@@ -226,7 +231,16 @@ def subject_view(stimuli: pd.DataFrame, brain: BrainData, stim_path: str,
 
 
 def check_alignment(stimuli: pd.DataFrame, brain: BrainData, stim_path: str, brain_path: str) -> None:
-    """Every run needs both stimulus timings and brain data, and the words must fit in the run."""
+    """Every run needs both stimulus timings and brain data, and the words must fit in the run.
+
+    MEG/EEG: every word must end within the recording (its epochs are cut from
+    it). fMRI: every word must start less than :data:`WORD_REACH_TRS` TRs after
+    the run's end. A word heard just after the last volume still reaches the
+    last volumes through the Lanczos window, and a study's stored responses may
+    end before its story does (LeBel et al.'s are trimmed by 5 TRs at the end),
+    so such words belong to the run; a word starting later could not touch any
+    volume and means the run is truncated or the timings are another run's.
+    """
     stim_runs = set(stimuli["run"].unique())
     missing = sorted(stim_runs - set(brain.runs))
     if missing:
@@ -235,9 +249,16 @@ def check_alignment(stimuli: pd.DataFrame, brain: BrainData, stim_path: str, bra
     for run, words in stimuli.groupby("run"):
         n = brain.runs[run].data.shape[0]
         end = float(words["offset"].max())
-        if end > brain.duration(run):
+        if brain.time_resolved:
+            fits, allowed = end <= brain.duration(run), ""
+        else:
+            reach = WORD_REACH_TRS * brain.tr
+            fits = float(words["onset"].max()) < brain.duration(run) + reach
+            allowed = (f" (words may start up to {WORD_REACH_TRS} TRs = {reach:.1f} s after the last volume, "
+                       "the Lanczos window, no later)")
+        if not fits:
             clock = f"{n} samples at {brain.sfreq} Hz" if brain.time_resolved else f"{n} TRs at TR {brain.tr} s"
             raise DataError(
                 f"{brain_path}: run {run} has {clock} ({brain.duration(run):.1f} s) but "
-                f"its words in {stim_path} go on to {end:.1f} s; the run is truncated or the "
+                f"its words in {stim_path} go on to {end:.1f} s{allowed}; the run is truncated or the "
                 "timings belong to another run — fix the run length or the word onsets")

@@ -3,7 +3,9 @@
 Layout read (the dataset's ``derivative`` folder, as the Huth lab's
 ``deep-fMRI-dataset`` code reads it)::
 
-    <root>/derivative/preprocessed_data/<subject>/<story>.hf5   HDF5, dataset ``data``: (TRs x voxels)
+    <root>/derivative/preprocessed_data/<subject>/<story>.hf5   HDF5, dataset ``data``: (TRs x voxels);
+                                                                 the test story also ``individual_repeats``:
+                                                                 (repeats x TRs x voxels)
     <root>/derivative/TextGrids/<story>.TextGrid                 Praat TextGrid, long (or short) text format
     <root>/derivative/respdict.json                              {story: number of TRs}
 
@@ -20,59 +22,68 @@ as written (the Huth lab lower-cases it).
 
 Time convention — what the rows of the ``.hf5`` files are
 -----------------------------------------------------------
-The derivative responses are already trimmed. In ``deep-fMRI-dataset``
-(``encoding/feature_spaces.py``, ``ridge_utils/stimulus_utils.py``,
-``ridge_utils/DataSequence.py``, ``encoding/encoding_utils.py``) the features of a
-story are built on a simulated TR grid and cut to match the stored response:
+The derivative responses are already trimmed. In ``HuthLab/deep-fMRI-dataset``
+(``encoding/feature_spaces.py``, ``encoding/ridge_utils/stimulus_utils.py``,
+``encoding/ridge_utils/DataSequence.py``, ``encoding/encoding_utils.py``) the
+features of a story are built on a simulated TR grid and cut to match the
+stored response:
 
 1. ``load_simulated_trfiles(respdict, tr=2.0, start_time=10.0, pad=5)`` simulates
-   ``respdict[story] - 5`` triggers at ``k * tr`` and puts the start of the story
-   audio (TextGrid time 0) 10 s after trigger 0 — the 10 s lead-in of silence;
-2. ``DataSequence.from_grid`` takes trigger times relative to the audio,
-   ``k * tr - 10``, and resamples word features (at (start + end) / 2) to the TR
-   centres ``k * tr - 10 + tr / 2`` with Lanczos;
+   ``respdict[story] - 5`` triggers at ``k * 2.0`` s and puts the start of the
+   story audio (TextGrid time 0) at 10 s — the 10 s lead-in of silence;
+2. ``DataSequence.from_grid`` takes the trigger times relative to the audio,
+   ``k * 2.0 - 10``, and ``downsample_word_vectors`` Lanczos-interpolates the
+   word features (each word at its midpoint, (start + end) / 2; window 3,
+   cutoff 1 / TR) to the TR centres ``(k + 0.5) * 2.0 - 10`` on the audio clock;
 3. ``apply_zscore_and_hrf`` keeps the feature rows ``[5 + trim : -trim]`` with
-   ``trim = 5`` (``encoding.py --trim`` default) and pairs them, row for row, with
-   the ``.hf5`` response, which is used as stored.
+   ``trim = 5`` (``encoding.py --trim`` default) and pairs them, row for row,
+   with the ``.hf5`` response (``get_response``), used as stored.
 
 So a story's ``.hf5`` has ``respdict[story] - 20`` rows (the 5 pad TRs the
-grid lacks, its 5 lead-in and 5 trimmed TRs at the start, 5 trimmed at the end)
-and its row ``j`` is grid volume ``k = j + 10``. (A public third-party analysis
-reports this on the real files: UTS03 ``treasureisland`` respdict 414 -> 394
-rows, ``wheretheressmoke`` 311 -> 291 rows.) This loader returns the rows as
-stored — **do not trim them again** to reproduce LeBel et al. (set the encoding
-``trim`` to 0; a larger trim discards further TRs) — and raises
-:class:`DataError` when a file's row count is not ``respdict - 20``.
+grid lacks, its first 10 TRs and its last 5) and its row ``j`` is grid volume
+``k = j + 10``, centred ``(j + 10 + 0.5) * 2.0 - 10`` s after the audio starts.
+(The dataset agrees: ``wheretheressmoke`` has respdict 311 and its files hold
+291-row arrays.) This loader returns the rows as stored — **do not trim them
+again** to reproduce LeBel et al. (set the encoding ``trim`` to 0; a larger
+trim discards further TRs) — and raises :class:`DataError` when a file's row
+count is not ``respdict - 20``.
 
-Word onsets are put on the clock of the returned run, where volume ``j`` is
-centred at ``(j + 0.5) * tr`` (the contract). Volume ``j`` starts
-``(j + 10) * tr - 10 s`` after the audio starts, so::
+The clock is ``tr = 2.0`` s: the grid above is 2.0 s and ds003020's BIDS
+sidecars (``task-<story>_bold.json``) give ``RepetitionTime: 2``. (``TRFile``'s
+``expectedtr=2.0045`` only fills in a missing trigger when real trigger logs
+are read; the derivative's features never use it, and a 2.0045 s clock would
+drift from the responses' grid by about 1.8 s at row 380.) Volume ``j`` of the
+returned run is centred at ``(j + 0.5) * tr`` (the contract), so::
 
-    onset_run = onset_textgrid - (10 * tr - 10 s)
+    onset_run = onset_textgrid - (10 * tr - 10 s)      # = onset_textgrid - 10 s at tr = 2.0
 
-With ``tr = 2.0`` — the value the Huth lab's simulated TR files use — the shift
-is exactly 10 s and brainphase's Lanczos resampling gives the same TR features
-as ``lanczosinterp2D`` on their grid. The default is the scanner's TR,
-``tr = 2.0045`` s (``TRFile(expectedtr=2.0045)`` in the same code, the trigger
-interval it assumes when it reads real trigger logs), which gives a shift of
-10.045 s and keeps later volumes at the scanner's pace (the 2.0 s grid drifts
-0.9 s per 200 TRs against it); pass
-``tr=2.0`` to match the published pipeline exactly. The grid anchor (audio
-starts 10 s after simulated trigger 0) is the Huth lab's; ds003020's derivative
-ships no trigger logs to check it against.
+and brainphase's Lanczos resampling gives the features of ``lanczosinterp2D``
+on the Huth lab's grid. Another ``tr`` rescales the grid (with the same 10 s
+anchor); only 2.0 reproduces the published pipeline.
 
-Words heard before the first kept volume get negative onsets and are kept:
-they are the story's opening words (context for a language model) and reach
-the first TRs through the Lanczos window, as in the Huth lab's code, which
-resamples on the whole grid before trimming. Words starting after the last
-kept volume are dropped and an offset past the run's end is clipped to it, so
-``check_alignment`` holds (those words would only reach the last TRs through
-the Lanczos window's tail).
+Which words: the Huth lab resamples *all* words of the story onto the whole
+grid before trimming, so words heard before the first kept volume and after
+the last one reach the first and last TRs through the Lanczos window. Words
+before the first volume get negative onsets and are all kept (they are also
+the story's opening context for a language model). After the last volume,
+every word whose midpoint is at most 3 TRs (the Lanczos window) past the last
+volume's centre is kept; later words have zero weight on every kept volume,
+so the features equal the Huth lab's exactly. Onsets and offsets are not
+clipped to the run (that would move a word's midpoint); ``check_alignment``
+accepts words starting up to 3 TRs after an fMRI run's end for this reason.
 The original TextGrid times are kept as ``audio_onset`` and ``audio_offset``.
 
-The held-out story's file is reportedly the average of its repeats (voxel
-standard deviations below 1, where the training stories are z-scored per
-story); the derivative holds no single repeats, so ``repeats`` is None.
+Repeats of the test story: ds003020's ``wheretheressmoke.hf5`` holds, besides
+``data`` (TRs x voxels, the test response the Huth lab's ``encoding.py`` uses;
+kept as stored), the single presentations as the dataset
+``individual_repeats`` (repeats x TRs x voxels): 10 for UTS01-03, 5 for
+UTS04-09, as the subjects' ``wheretheressmoke`` BOLD runs count (the file
+sizes in the dataset's git-annex keys are 11 and 6 times one (291 x voxels)
+float64 array). With ``repeats=True`` (the default) they become the run's
+``repeats``, from which the encoding computes the noise ceiling; a test story
+whose file lacks them is an error naming what the file holds.
+``repeats=False`` leaves them out (no noise ceiling, a brain file ~1 GB
+smaller for UTS01-03).
 
 Voxel coordinates: the ``.hf5`` columns are the voxels of a pycortex mask;
 without ``coords`` they are returned as their column index, (V, 1). Give the
@@ -96,17 +107,22 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..stimuli import BrainRun, DataError
+from ..stimuli import WORD_REACH_TRS, BrainRun, DataError
 
 log = logging.getLogger(__name__)
 
-TR = 2.0045  # s, scanner TR (TRFile expectedtr in deep-fMRI-dataset)
+# HuthLab/deep-fMRI-dataset encoding/ridge_utils/stimulus_utils.py load_simulated_trfiles(tr=2.0): the grid
+# the released responses are paired with; ds003020 task-<story>_bold.json: RepetitionTime 2.
+TR = 2.0  # s
 LEAD_IN_S = 10.0  # s between simulated trigger 0 and the story audio (load_simulated_trfiles start_time)
 PAD_TRS = 5  # simulated grid = respdict - PAD_TRS triggers (load_simulated_trfiles pad)
 TRIM_TRS = 5  # encoding.py --trim default; features kept [5 + trim : -trim]
 FIRST_ROW = 5 + TRIM_TRS  # grid volume of .hf5 row 0
 ROWS_DROPPED = PAD_TRS + FIRST_ROW + TRIM_TRS  # respdict - .hf5 rows
 TEST_STORIES = ("wheretheressmoke",)
+# Single presentations of the test story, (repeats x TRs x voxels), next to its ``data``; read as in
+# genandlam/Cross-participant-semantic-decoding decoding/utils_resp.py get_resp_test (hf["individual_repeats"]).
+REPEATS_KEY = "individual_repeats"
 NON_WORDS = frozenset({"sp", "br", "lg", "ls", "ns", "sentence_start", "sentence_end"})
 BAD_VOXEL_POLICIES = ("raise", "drop")
 
@@ -301,20 +317,50 @@ def _pycortex_coords(path: Path, n_voxels: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- loader
 
-def _read_hf5(path: Path) -> np.ndarray:
+def _float32(dataset) -> np.ndarray:
+    # Converted while reading: the test story's repeats are ~2 GB as stored (float64) for UTS01-03.
+    return np.asarray(dataset.astype(np.float32)[()])
+
+
+def _contents(f, path: Path) -> str:
+    """What an HDF5 file holds (datasets with shapes) and the story's other files beside it, for errors."""
+    import h5py
+
+    found = []
+    f.visititems(lambda name, obj: found.append(f"{name} {obj.shape} {obj.dtype}")
+                 if isinstance(obj, h5py.Dataset) else None)
+    others = sorted(q.name for q in path.parent.glob(f"{path.stem}*") if q != path)
+    return (f"datasets {found or 'none'}" + (f"; beside it: {others}" if others else ""))
+
+
+def _read_hf5(path: Path, with_repeats: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The story's (TRs x voxels) response and, for a test story, its (repeats x TRs x voxels) presentations."""
     import h5py
 
     if not path.exists():
         raise DataError(f"{path}: response file missing; download it (datalad get) or drop the story")
+    reps = None
     with h5py.File(path, "r") as f:
-        key = next((k for k in ("data", "resp") if k in f), None)
+        key = next((k for k in ("data", "resp") if isinstance(f.get(k), h5py.Dataset)), None)
         if key is None:
-            raise DataError(f"{path}: no dataset 'data' (it has {sorted(f)}); expected the ds003020 "
+            raise DataError(f"{path}: no dataset 'data' (it holds {_contents(f, path)}); expected the ds003020 "
                             "derivative layout, one (TRs x voxels) dataset named data")
-        data = np.asarray(f[key][()], np.float32)
+        data = _float32(f[key])
+        if with_repeats:
+            if not isinstance(f.get(REPEATS_KEY), h5py.Dataset):
+                raise DataError(
+                    f"{path}: a test story, but the file has no dataset '{REPEATS_KEY}' (repeats x TRs x voxels), "
+                    f"the single presentations ds003020's wheretheressmoke.hf5 holds; it holds {_contents(f, path)}. "
+                    "Re-download the file (datalad get), take the story out of test_stories (ds003020 repeats "
+                    "only wheretheressmoke), or set the option repeats: false to go without a noise ceiling")
+            reps = _float32(f[REPEATS_KEY])
     if data.ndim != 2:
         raise DataError(f"{path}: dataset has shape {data.shape}, expected (TRs, voxels)")
-    return data
+    if reps is not None and (reps.ndim != 3 or reps.shape[0] < 2 or reps.shape[1:] != data.shape):
+        raise DataError(f"{path}: {REPEATS_KEY} has shape {reps.shape}, expected (repeats >= 2, {data.shape[0]}, "
+                        f"{data.shape[1]}) to match data {data.shape}; re-download the file, or set the option "
+                        "repeats: false to go without a noise ceiling")
+    return data, reps
 
 
 def _stories(subject_dir: Path, stories: Iterable[str] | None) -> list[str]:
@@ -333,17 +379,20 @@ def _stories(subject_dir: Path, stories: Iterable[str] | None) -> list[str]:
 
 
 def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = None,
-               test_stories: Sequence[str] = TEST_STORIES, *, tr: float = TR, coords: str | Path | None = None,
-               bad_voxels: str = "raise", lang: str = "en") -> LoadedFMRI:
+               test_stories: Sequence[str] = TEST_STORIES, *, tr: float = TR, repeats: bool = True,
+               coords: str | Path | None = None, bad_voxels: str = "raise", lang: str = "en") -> LoadedFMRI:
     """Words and responses of one LeBel et al. 2023 subject; see the module doc for the time convention.
 
     ``root`` holds ``derivative/``; ``stories`` defaults to every ``<story>.hf5`` of
     the subject. Each story is a run named by the story with unit_ids
     ``{story}_{i:05d}``; stories in ``test_stories`` are split ``test``, the rest
-    ``train``. ``tr`` sets the clock (2.0045 s, the scanner's; 2.0 s reproduces
-    the Huth lab's grid). ``coords``: a pycortex mask NIfTI or (V, 3) ``.npy`` for
+    ``train``. ``tr``: the clock, 2.0 s (the Huth lab's grid and the scans'
+    RepetitionTime). ``repeats``: read each test story's single presentations
+    (``individual_repeats``) for the noise ceiling; an error when a test story
+    lacks them. ``coords``: a pycortex mask NIfTI or (V, 3) ``.npy`` for
     millimetre coordinates, else the column index. ``bad_voxels``: ``raise`` on
-    voxels that are NaN/inf or constant in a run, or ``drop`` them everywhere.
+    voxels that are NaN/inf or constant in a run or a repeat, or ``drop`` them
+    everywhere.
     """
     root = Path(root)
     deriv = root / "derivative"
@@ -363,13 +412,14 @@ def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = N
         raise DataError(f"{subject_dir}: test stories {unknown} are not among the loaded stories {names}; add "
                         "them to stories, fix test_stories, or pass test_stories=() for no test split")
     shift = FIRST_ROW * tr - LEAD_IN_S
-    data, files, frames = {}, {}, []
+    reach = WORD_REACH_TRS * tr
+    data, reps, files, frames = {}, {}, {}, []
     for story in names:
         path = subject_dir / f"{story}.hf5"
         if story not in respdict:
             raise DataError(f"{respdict_path}: no entry for story {story!r}; use the respdict.json of the same "
                             "dataset version or drop the story")
-        arr = _read_hf5(path)
+        arr, story_reps = _read_hf5(path, with_repeats=repeats and story in test_stories)
         expected = int(respdict[story]) - ROWS_DROPPED
         if arr.shape[0] != expected:
             raise DataError(
@@ -383,25 +433,41 @@ def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = N
             raise DataError(f"{path}: {arr.shape[1]} voxels, {first} has {next(iter(data.values())).shape[1]}; "
                             "the stories of one subject must share the voxels — re-download the file")
         data[story], files[story] = arr, path
+        if story_reps is not None:
+            reps[story] = story_reps
         words = word_intervals(deriv / "TextGrids" / f"{story}.TextGrid")
-        run_end = arr.shape[0] * tr
         onset = words["onset"].to_numpy(float) - shift
-        offset = words["offset"].to_numpy(float) - shift
-        keep = onset < run_end
+        offset = np.maximum(words["offset"].to_numpy(float) - shift, onset)
+        # HuthLab/deep-fMRI-dataset encoding/feature_spaces.py downsample_word_vectors: every word of the story,
+        # at its midpoint, Lanczos-interpolated (window 3) onto the grid before the trim. Past the last kept
+        # volume's centre + the window a word has zero weight on every kept volume; only those are dropped.
+        last_centre = (arr.shape[0] - 0.5) * tr
+        keep = (onset + offset) / 2 <= last_centre + reach
         if not keep.all():
-            log.info("%s: %d words start after the last volume (%.1f s on the run clock); dropped",
-                     story, int((~keep).sum()), run_end)
+            log.info("%s: %d words lie more than %d TRs past the last volume, out of the Lanczos window; dropped",
+                     story, int((~keep).sum()), WORD_REACH_TRS)
         words, onset, offset = words[keep], onset[keep], offset[keep]
         split = "test" if story in test_stories else "train"
         frames.append(pd.DataFrame({
             "unit_id": [f"{story}_{i:05d}" for i in range(len(words))], "run": story,
-            "text": words["text"].to_numpy(), "lang": lang, "onset": onset,
-            "offset": np.minimum(np.maximum(offset, onset), run_end), "word_index": np.arange(len(words)),
-            "split": split, "audio_onset": words["onset"].to_numpy(float),
+            "text": words["text"].to_numpy(), "lang": lang, "onset": onset, "offset": offset,
+            "word_index": np.arange(len(words)), "split": split, "audio_onset": words["onset"].to_numpy(float),
             "audio_offset": words["offset"].to_numpy(float)}))
     n_vox = next(iter(data.values())).shape[1]
     xyz = (_pycortex_coords(Path(coords), n_vox) if coords is not None
            else np.arange(n_vox, dtype=np.int64)[:, None])
-    data, xyz = drop_bad_voxels(data, files, xyz, bad_voxels)
-    runs = {s: BrainRun(a, "test" if s in test_stories else "train") for s, a in data.items()}
-    return LoadedFMRI(pd.concat(frames, ignore_index=True), runs, float(tr), xyz)
+    # Repeats go through the same voxel check as the runs (a voxel NaN in one presentation has no ceiling),
+    # as extra entries; the kept column indices then cut the repeats and the coordinates alike.
+    checked, labels = dict(data), dict(files)
+    for story, r in reps.items():
+        for i in range(r.shape[0]):
+            checked[f"{story} repeat {i}"] = r[i]
+            labels[f"{story} repeat {i}"] = f"{files[story]} ({REPEATS_KEY}[{i}])"
+    checked, kept = drop_bad_voxels(checked, labels, np.arange(n_vox)[:, None], bad_voxels)
+    kept = kept[:, 0]
+    if kept.size < n_vox:  # the checked repeats are cut copies: stack them, the uncut ones (~1 GB) freed first
+        for story in reps:
+            n_rep, reps[story] = reps[story].shape[0], None
+            reps[story] = np.stack([checked.pop(f"{story} repeat {i}") for i in range(n_rep)])
+    runs = {s: BrainRun(checked[s], "test" if s in test_stories else "train", reps.get(s)) for s in data}
+    return LoadedFMRI(pd.concat(frames, ignore_index=True), runs, float(tr), xyz[kept])
