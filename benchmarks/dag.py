@@ -7,11 +7,10 @@ Run as::
 Each config is planned in its own fresh temporary working directory, as a
 user would run it: ``config/config.yaml`` (the demo) as the workdir's
 config, every other ``config/*.yaml`` (a study) passed with
-``--configfile`` on top of it. A study's dry run needs a few files on disk
-(a local run's first checkpoint folders, a corpus file); they are written
-as empty placeholders, as in tests/test_studies.py. Nothing has been run in
-the workdir, so every job is scheduled: this is the largest DAG each config
-makes. Hugging Face models read their cached branch listing from
+``--configfile`` on top of it, with nothing downloaded: no data folder, no
+corpus, no checkpoint (the dry run lists them as missing). Nothing has been
+run in the workdir, so every job is scheduled: this is the largest DAG each
+config makes. Hugging Face models read their cached branch listing from
 resources/revisions/ or the config's explicit revision list, so no network
 is used (HF_HUB_OFFLINE=1).
 
@@ -33,26 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 LIMIT_S = 10.0
-
-
-def placeholders(wd: Path, study: dict) -> None:
-    """What a study's dry run needs on disk: the SAE corpus file and a local run's first checkpoints."""
-    corpus = (study.get("sae") or {}).get("corpus") or {}
-    if corpus.get("source") == "file":
-        (wd / corpus["path"]).parent.mkdir(parents=True, exist_ok=True)
-        (wd / corpus["path"]).touch()
-    for m in study.get("models") or []:
-        if m.get("source") == "local":
-            for step in (1000, 2000):
-                d = wd / m["local"]["root"] / m["local"].get("pattern", "step{step}").format(step=step)
-                d.mkdir(parents=True, exist_ok=True)
-                (d / "config.json").write_text('{"hidden_size": 2048, "num_hidden_layers": 24, "vocab_size": 99574}')
-                (d / "model.safetensors").write_bytes(b"\0" * 1024)
 
 
 def time_dry_run(config: Path, repeats: int) -> tuple[float, int]:
@@ -66,7 +49,6 @@ def time_dry_run(config: Path, repeats: int) -> tuple[float, int]:
             shutil.copy(REPO / "config/config.yaml", wd / "config/config.yaml")
             args = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(wd), "-n"]
             if config.name != "config.yaml":
-                placeholders(wd, yaml.safe_load(config.read_text()) or {})
                 args += ["--configfile", str(config)]
             t0 = time.perf_counter()
             proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)

@@ -148,3 +148,16 @@ def test_distractors_token_matched_with_tokenizer(world, checkpoint, tmp_path):
             n = [len(tok(" " + c.split(" ")[0], add_special_tokens=False)["input_ids"]) for c in d["choices"]]
             uniquely_shortest.append(n.count(min(n)) == 1 and n[d["label"]] == min(n))
         assert np.mean(uniquely_shortest) <= 0.05
+
+
+def test_adapter_runs_the_shipped_mmlu_format_group(checkpoint):
+    """tests/data/lmeval/microqa (the micro run's real-format local task) through run_benchmark."""
+    from brainphase.benchmarks.harness import num_fewshot_for, resolve_include_path
+
+    include = resolve_include_path(["tests/data/lmeval/microqa"])
+    shots = num_fewshot_for({"default": 5, "microqa": 1}, "microqa")
+    metrics, items = run_benchmark(checkpoint, "microqa", include_path=include, num_fewshot=shots, limit=4, seed=0,
+                                   bootstrap_iters=0)
+    assert set(metrics.task) == {"microqa", "microqa_sums", "microqa_next_letter"}
+    assert items.groupby("task").size().to_dict() == {"microqa_next_letter": 4, "microqa_sums": 4}
+    assert (items.n_choices == 4).all() and items.target.between(0, 3).all()

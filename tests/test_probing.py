@@ -1,13 +1,20 @@
 import numpy as np
 import pytest
 
+import pandas as pd
+
 from brainphase.probing import (
+    align_items,
     answer_matrix,
+    bootstrap_draws,
     choice_probe,
+    item_bootstrap,
     neuron_probe,
+    probe_task,
     r_histogram,
     split_items,
 )
+from brainphase.stimuli import DataError
 
 N_ITEMS, N_CHOICES, N_NEURONS = 400, 4, 64
 
@@ -105,3 +112,71 @@ def test_choice_probe_degenerate_training_labels():
     targets[:3] = 1  # rarest training class has 3 members: 3-fold CV
     ch = choice_probe(acts, targets, tr, te, n_choices=4)
     assert 0.0 <= ch.accuracy <= 1.0 and np.isfinite(ch.C)
+
+
+# --------------------------------------------------------------------------- one task, every layer
+def _items(targets):
+    n = len(targets)
+    return pd.DataFrame({"unit_id": [f"task/{i}" for i in range(n)], "target": targets, "n_choices": N_CHOICES,
+                         "lang": "en"})
+
+
+def test_probe_task_recovers_a_planted_answer_code_and_shuffling_gives_chance():
+    targets, acts = planted(seed=3, noise=1.0)
+    rng = np.random.default_rng(9)
+    layers = {"mlp.1": acts, "mlp.2": rng.standard_normal(acts.shape)}  # layer 2 carries nothing
+    meta = {"unit_ids": [f"task/{i}" for i in range(N_ITEMS)]}
+    aligned = align_items(_items(targets), meta, 0.25, seed=0)
+    summary, neurons, boot = probe_task(layers, aligned, n_boot=20, seed=0)
+    v = summary.set_index(["layer", "metric"]).value
+    n_test = len(aligned.test_idx)
+    assert v[1, "neuron_mean_r"] > 0.3
+    assert v[1, "choice_accuracy"] > 0.8 > binom_upper(v[1, "choice_chance"], n_test)
+    assert abs(v[2, "neuron_mean_r"]) < 0.05
+    assert v[2, "choice_accuracy"] < binom_upper(v[2, "choice_chance"], n_test)
+    assert set(neurons.layer) == {1, 2} and boot.groupby("layer").size().to_dict() == {1: 20, 2: 20}
+
+    shuffled = rng.permutation(targets)
+    summary, _, _ = probe_task({"mlp.1": acts}, align_items(_items(shuffled), meta, 0.25, seed=0), 20, 0)
+    v = summary.set_index("metric").value
+    assert abs(v["neuron_mean_r"]) < 0.05
+    assert v["choice_accuracy"] < binom_upper(v["choice_chance"], n_test)
+
+
+def test_align_items_by_unit_id_with_dropped_units():
+    targets, _ = planted()
+    items = _items(targets)
+    ids = items.unit_id.tolist()
+    kept = [u for u in ids if u != "task/7"][::-1]  # the file's own row order
+    aligned = align_items(items, {"unit_ids": kept, "dropped_unit_ids": ["task/7"]}, 0.25, seed=0)
+    assert aligned.n_dropped == 1 and aligned.items.unit_id.tolist() == kept
+    # The split is drawn over all items: dropping one moves no other between train and test.
+    full = align_items(items, {"unit_ids": ids}, 0.25, seed=0)
+    test_full = set(full.items.unit_id.iloc[full.test_idx]) - {"task/7"}
+    assert set(aligned.items.unit_id.iloc[aligned.test_idx]) == test_full
+    with pytest.raises(DataError, match="stale"):
+        align_items(items, {"unit_ids": kept}, 0.25, seed=0)  # task/7 neither kept nor dropped
+
+
+def test_item_bootstrap_is_paired_and_centred_on_the_point_value():
+    targets, acts = planted(seed=4, noise=1.5)
+    _, acts_later = planted(seed=4, noise=0.5)  # the same items at a "later checkpoint"
+    tr, te = split_items(N_ITEMS, seed=0)
+    A = answer_matrix(targets, N_CHOICES)
+    np.testing.assert_array_equal(bootstrap_draws(len(te), 50, seed=2), bootstrap_draws(len(te), 50, seed=2))
+    assert not np.array_equal(bootstrap_draws(len(te), 50, seed=2), bootstrap_draws(len(te), 50, seed=3))
+    assert (bootstrap_draws(len(te), 50, seed=2).sum(axis=1) == len(te)).all()
+    reps = {}
+    for name, a in (("early", acts), ("late", acts_later)):
+        res = neuron_probe(A, a, tr, te)
+        reps[name] = item_bootstrap(a[te], res.pred, 300, seed=2, excluded=res.excluded)
+        assert reps[name].shape == (300,) and np.isfinite(reps[name]).all()
+        assert reps[name].mean() == pytest.approx(res.mean_r, abs=0.02)
+        assert reps[name].std() > 0
+    # Paired: the same resampled items in both, so the replicates move together.
+    assert np.corrcoef(reps["early"], reps["late"])[0, 1] > 0.3
+    # The returned predictions are the ones the point value is computed from.
+    res = neuron_probe(A, acts, tr, te)
+    x, y = acts[te], res.pred
+    r_full = np.array([np.corrcoef(x[:, j], y[:, j])[0, 1] for j in range(x.shape[1])])
+    assert np.nanmean(r_full) == pytest.approx(res.mean_r)

@@ -123,9 +123,16 @@ def test_micro_run_benchmarks_probing_phases(micro_run):
     acc = bench[(bench["metric"] == "acc")].set_index(["step", "task"])["value"]
     per_item = items.groupby(["step", "task"])["correct"].mean()
     pd.testing.assert_series_equal(acc.sort_index(), per_item.sort_index(), check_names=False)
-    assert set(items["task"]) == {"toyfacts_en", "toyfacts_ja"}
+    assert set(items["task"]) == {"toyfacts_en", "microqa_sums", "microqa_next_letter"}
     probing = pd.read_parquet(r / "tables/probing.parquet")
     assert {"neuron_mean_r", "choice_accuracy", "choice_chance"} <= set(probing["metric"])
+    # probed on the real-format task's items, rendered by lm-eval as the benchmark run saw them
+    assert set(probing["task"]) == {"microqa"}
+    probe = pd.read_parquet(r / "stimuli/probe_microqa.parquet")
+    assert set(probe["run"]) == {"microqa_sums", "microqa_next_letter"} and len(probe) == 40
+    mine = items[items["task"].str.startswith("microqa")].drop_duplicates(["task", "doc_id"])
+    assert len(mine) == len(probe)
+    assert (r / "tables/probing_bootstrap.parquet").is_file() and (r / "tables/encoding_bootstrap.parquet").is_file()
     phases = pd.read_parquet(r / "tables/phases.parquet")
     assert len(phases) >= 1 and phases["label"].notna().all()
     assert (phases["start_tokens"] <= phases["end_tokens"]).all()

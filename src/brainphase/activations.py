@@ -7,7 +7,9 @@ MLP output of block l. All of them come from forward hooks on one forward
 pass per input sequence.
 
 Poolings: ``word`` (last token of each word, the preceding story as
-context), ``last`` (last token of a unit's own text) and ``mean`` (mean over
+context), ``last`` (last token of a unit's own text; a text longer than the
+model's positions is dropped and counted by
+:func:`extract_last_token_activations`, never cut) and ``mean`` (mean over
 a unit's own tokens, BOS excluded), and ``token`` (every token of every
 story, BOS excluded, each read with the preceding story as context: one row
 per token rather than per unit, for sparse autoencoders). Every sequence starts with the
@@ -274,6 +276,12 @@ def _unit_items(units: pd.DataFrame, tokenizer, max_len: int, pooling: str) -> l
     for row, text in enumerate(units["text"].astype(str)):
         ids, _ = _encode(tokenizer, text)
         if len(prefix) + len(ids) > max_len:
+            if pooling == "last":
+                # A cut prompt (a benchmark item without its few-shot head) is not the
+                # prompt the model is scored on: such units are dropped, not read.
+                raise ValueError(f"unit {units['unit_id'].iloc[row]!r} has {len(prefix) + len(ids)} tokens, more "
+                                 f"than the model's {max_len} positions; drop over-long units first "
+                                 f"(extract_last_token_activations does, and counts them)")
             # Keep the end: the last token, and the context nearest to it, matter most.
             ids = ids[len(ids) - (max_len - len(prefix)) :]
             truncated += 1
@@ -379,6 +387,41 @@ def extract_activations(
     return _run(model, tokenizer, items, names, len(units), batch_size, device, dtype)
 
 
+def overlong_units(units: pd.DataFrame, tokenizer, max_len: int) -> np.ndarray:
+    """Boolean mask of the units whose text, after the BOS, exceeds ``max_len`` tokens."""
+    prefix = 0 if _bos_id(tokenizer) is None else 1
+    return np.array([prefix + len(_encode(tokenizer, t)[0]) > max_len for t in units["text"].astype(str)],
+                    dtype=bool)
+
+
+def extract_last_token_activations(model, tokenizer, units: pd.DataFrame, sites: Sequence[str] = SITES,
+                                   layers: Sequence[int] | None = None, batch_size: int = 16, device=None,
+                                   dtype=np.float16) -> tuple[dict[str, np.ndarray], list, list]:
+    """Last-token activations of every unit that fits the model; over-long units are dropped and counted.
+
+    A prompt longer than the model's positions cannot be read whole, and
+    cutting its head would read a different prompt than the one scored, so
+    such a unit gets no row. Returns ``(arrays, kept_ids, dropped_ids)``:
+    arrays have one row per kept unit, in the order of ``units``; a warning
+    gives the count of dropped units.
+    """
+    units = units.reset_index(drop=True)
+    _check_texts(units, ("unit_id", "text"))
+    max_len = _max_positions(model)
+    long = overlong_units(units, tokenizer, max_len)
+    dropped = units.loc[long, "unit_id"].tolist()
+    if dropped:
+        logger.warning("%d of %d units are longer than the model's %d positions and were dropped (not truncated): "
+                       "%s%s", len(dropped), len(units), max_len, dropped[:5], " ..." if len(dropped) > 5 else "")
+    kept = units.loc[~long].reset_index(drop=True)
+    if kept.empty:
+        raise ValueError(f"all {len(units)} units exceed the model's {max_len} positions; use fewer few-shot "
+                         f"examples (benchmarks.num_fewshot) or a model with a longer context")
+    arrays = extract_activations(model, tokenizer, kept, "last", sites=sites, layers=layers, batch_size=batch_size,
+                                 device=device, dtype=dtype)
+    return arrays, kept["unit_id"].tolist(), dropped
+
+
 def _run(model, tokenizer, items, names, n_rows, batch_size, device, dtype) -> dict[str, np.ndarray]:
     d = model.config.hidden_size
     out = {name: np.zeros((n_rows, d), dtype=np.float32) for name in names}
@@ -439,6 +482,10 @@ def load_unit_activations(path: str | os.PathLike, stimuli: pd.DataFrame, stimul
     from brainphase.stimuli import DataError
 
     arrays, meta = load_activations(path, names)
+    if meta.get("dropped_unit_ids"):
+        raise DataError(f"{path}: {len(meta['dropped_unit_ids'])} units of {stimuli_path} exceed the model's "
+                        f"positions and have no row (e.g. {meta['dropped_unit_ids'][:3]}); this analysis needs "
+                        "every unit — shorten those texts")
     if list(meta["unit_ids"]) != stimuli["unit_id"].tolist():
         raise DataError(f"{path}: unit ids differ from {stimuli_path}; the activation cache is stale — "
                         "delete it and rerun")

@@ -6,7 +6,10 @@ and what was found, so a typo in a study config stops the run with a fix.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+
 import jsonschema
 import numpy as np
 import yaml
@@ -137,10 +140,7 @@ def _check_sae(config: dict) -> None:
                               f"{m['train']['n_layers']} layers (resid.0 is the embedding); pick 0..{m['train']['n_layers']}")
     if sae["site"] == "mlp" and sae["layer"] == 0:
         raise ConfigError("config key sae.layer: mlp sites start at layer 1")
-    for key, path in (("sae.corpus.path", sae["corpus"].get("path")), ("sae.dictionary", sae["dictionary"])):
-        if path is not None and not Path(path).exists():
-            raise ConfigError(f"config key {key}: file {path} not found; fix the path (relative to the "
-                              f"working directory)")
+    # Files (sae.corpus.path, sae.dictionary) are checked with every other input: brainphase.inputs.
     if abs(sum(sae["split"]) - 1) > 1e-6:
         raise ConfigError(f"config key sae.split: train/val/test fractions {sae['split']} must sum to 1")
 
@@ -159,14 +159,22 @@ def _check_task_names(config: dict) -> None:
         raise ConfigError(f"config key benchmarks.tasks: unknown demo tasks {bad_demo}; "
                           f"the demo world provides {list(DEMO_TASKS)}")
     real = [n for n in names if not n.startswith("toyfacts")]
+    include = config["benchmarks"].get("include_path") or []
     if real:
         # Importing lm-eval and indexing its ~15k tasks takes seconds: only when needed.
-        from .benchmarks.harness import validate_task_names
+        from .benchmarks.harness import resolve_include_path, validate_task_names
 
         try:
-            validate_task_names(real)
+            # The same directories the lm_eval and probe_stimuli jobs pass to lm-eval.
+            validate_task_names(real, include_path=resolve_include_path(include) or None)
         except ValueError as err:
             raise ConfigError(f"config key benchmarks.tasks: {err}") from None
+    shots = config["benchmarks"]["num_fewshot"]
+    if isinstance(shots, dict) and names:
+        stray = [k for k in shots if k != "default" and k not in names and k not in DEMO_TASKS]
+        if stray:
+            raise ConfigError(f"config key benchmarks.num_fewshot: {stray} are not in benchmarks.tasks or "
+                              f"probing.tasks; fix the task names (or drop them)")
     covered = set(bench)
     if "toyfacts" in covered:  # the demo group runs its language tasks
         covered |= set(DEMO_TASKS)
@@ -203,17 +211,16 @@ def revisions(model: dict) -> list[str]:
         from .checkpoints import CheckpointError, discover_local_steps
 
         loc = model["local"]
+        wanted = loc.get("steps")
+        if wanted is not None:
+            # Planned checkpoints: a study is planned (and dry-run) before the run has written
+            # them; the ones not on disk are listed as missing inputs and stop a real run.
+            return [f"step{s}" for s in sorted(set(wanted))]
         try:
             found = discover_local_steps(loc["root"], loc.get("pattern", "step{step}"))
         except CheckpointError as err:
-            raise ConfigError(f"config key models[{model['name']}].local.root: {err}") from None
-        wanted = loc.get("steps")
-        if wanted is not None:
-            missing = sorted(set(wanted) - set(found))
-            if missing:
-                raise ConfigError(f"config key models[{model['name']}].local.steps: no checkpoint folder for steps "
-                                  f"{missing} under {loc['root']} (found {found}); drop them or wait for them")
-            found = [s for s in found if s in set(wanted)]
+            raise ConfigError(f"config key models[{model['name']}].local.root: {err}; or list the planned "
+                              "checkpoints in local.steps to plan the study before they exist") from None
         if not found:
             raise ConfigError(f"config key models[{model['name']}].local: no checkpoint folders matching "
                               f"{loc.get('pattern', 'step{step}')!r} with weights under {loc['root']}")
@@ -231,25 +238,43 @@ def hf_revisions(model: dict):
 
     The branch listing is read from ``resources/revisions/<owner>__<name>.tsv``
     when present, so dry runs need no network; otherwise listed once and cached.
-    An explicit ``revisions`` list needs no listing: the names give step and tokens.
+    An explicit ``revisions`` list needs no listing: the names give the step.
+    Tokens are always step x tokens per step (``hf.tokens_per_step``, else the
+    published figure for the repository), never the rounded count in a name.
     """
+    from .revisions import cache_path
+
+    # Asked once per job while Snakemake builds the DAG (hundreds of times): computed once per
+    # selection, working directory and state of the listing cache.
+    listing = cache_path(model["hf"]["repo_id"], REVISION_CACHE)
+    key = (json.dumps(model["hf"], sort_keys=True), os.getcwd(), listing.is_file() and listing.stat().st_mtime_ns)
+    if key not in _HF_REVISIONS:
+        _HF_REVISIONS[key] = _select_hf_revisions(model)
+    return _HF_REVISIONS[key].copy()
+
+
+_HF_REVISIONS: dict = {}
+
+
+def _select_hf_revisions(model: dict):
     from .revisions import cache_path, list_revisions, revision_table, select_revisions
 
     hf = model["hf"]
+    per_step = hf.get("tokens_per_step")
     try:
         if hf.get("revisions") and not cache_path(hf["repo_id"], REVISION_CACHE).is_file():
-            # Named branches carry their own step and tokens: no listing, no network. A name the
+            # Named branches carry their own step: no listing, no network. A name the
             # repository lacks is caught by the download, which names repo and revision.
-            table = revision_table(hf["family"], hf["revisions"])
+            table = revision_table(hf["family"], hf["revisions"], repo_id=hf["repo_id"], tokens_per_step=per_step)
             unparsed = sorted(set(hf["revisions"]) - set(table["name"]))
             if unparsed:
                 raise ValueError(f"revisions {unparsed} are not {hf['family']} checkpoint names")
         else:
-            table = list_revisions(hf["repo_id"], hf["family"], REVISION_CACHE)
+            table = list_revisions(hf["repo_id"], hf["family"], REVISION_CACHE, tokens_per_step=per_step)
         chosen = select_revisions(table, names=hf.get("revisions"), count=hf.get("count"),
                                   token_range=tuple(hf["token_range"]) if hf.get("token_range") else None,
                                   stage=hf.get("stage"))
-    except (ValueError, OSError, RuntimeError) as err:  # bad selection, unreadable cache, no network
+    except (ValueError, OSError, RuntimeError) as err:  # bad selection or token count, unreadable cache, no network
         raise ConfigError(f"config key models[{model['name']}].hf: {err}") from None
     return chosen.reset_index(drop=True)
 
@@ -284,10 +309,16 @@ def tokens_for(model: dict, revision: str) -> int:
         t = model["train"]
         return int(revision.removeprefix("step")) * t["batch_size"] * t["seq_len"]
     if model["source"] == "hf":
-        row = hf_revisions(model).set_index("name").loc[revision]
-        if row["tokens"] is None or row["tokens"] != row["tokens"]:
-            raise ConfigError(f"model {model['name']}: revision {revision} has no token count")
-        return int(row["tokens"])
+        # hf_revisions computes tokens as step x tokens per step, so tables and figures get exact counts.
+        table = hf_revisions(model).set_index("name")
+        if revision not in table.index:
+            raise ConfigError(f"config key models[{model['name']}].hf: revision {revision!r} of "
+                              f"{model['hf']['repo_id']} is not among the selected revisions; add it to hf.revisions")
+        tokens = table.loc[revision, "tokens"]
+        if tokens is None or tokens != tokens:
+            raise ConfigError(f"config key models[{model['name']}].hf.tokens_per_step: revision {revision} of "
+                              f"{model['hf']['repo_id']} has no token count; set tokens_per_step")
+        return int(tokens)
     if model["source"] == "local":
         loc = model["local"]
         if loc.get("tokens_per_step") is not None:

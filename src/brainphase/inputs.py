@@ -89,9 +89,21 @@ def required_inputs(config: dict, planned_steps: dict[str, list[str]] | None = N
     return out
 
 
+def _exists(r: RequiredInput) -> bool:
+    if r.key.startswith("benchmarks.include_path"):
+        # Task folders shipped with the repository resolve from any working directory.
+        from .benchmarks.harness import resolve_include_path
+
+        try:
+            return bool(resolve_include_path([r.path]))
+        except ValueError:
+            return False
+    return Path(r.path).exists()
+
+
 def missing_inputs(config: dict, planned_steps: dict[str, list[str]] | None = None) -> list[RequiredInput]:
     """The required inputs not on disk (relative paths are read from the working directory)."""
-    return [r for r in required_inputs(config, planned_steps) if not Path(r.path).exists()]
+    return [r for r in required_inputs(config, planned_steps) if not _exists(r)]
 
 
 def format_missing(missing: list[RequiredInput]) -> str:

@@ -152,7 +152,9 @@ def plan_table(config: dict, steps: dict[str, list[str]], stimsets: dict[str, li
         units = {s: stimulus_units(s, config, results, pool) for s, pool in stimsets[name]}
         act = None
         if size is not None and all(u is not None for u in units.values()):
-            act = sum(activation_bytes(size, units[s], pool, n_sites) for s, pool in stimsets[name]) / GB
+            # Probe sets keep only probing.site; the others every configured site.
+            act = sum(activation_bytes(size, units[s], pool, 1 if s.startswith("probe_") else n_sites)
+                      for s, pool in stimsets[name]) / GB
         ckpt = size.params * size.bytes_per_param / GB if size else None
         rows.append({
             "model": name, "source": m["source"], "checkpoints": n,

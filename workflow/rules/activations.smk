@@ -4,6 +4,12 @@
 # adding a checkpoint schedules only its own.
 
 
+def sites_of(stimset):
+    # Benchmark prompts are probed at one site (probing.site; the paper reads
+    # the MLP output): their files hold that site whatever activations.sites says.
+    return [config["probing"].get("site", "mlp")] if stimset.startswith("probe_") else config["activations"]["sites"]
+
+
 # One rule per model because what a checkpoint caches depends on the model's
 # analyses (the demo's small LM serves only the temporal analysis).
 for _m in models():
@@ -23,6 +29,7 @@ for _m in models():
             stimsets=stimsets(_m),
             poolings=[pooling_of(s) for s in stimsets(_m)],
             windows=[None] * len(stimsets(_m)),
+            sites=[sites_of(s) for s in stimsets(_m)],
             activations=config["activations"],
             # Token-pooled sets (the SAE corpus) keep only the SAE's site and layer.
             token_site=config["sae"]["site"],
@@ -59,6 +66,7 @@ for _m in models():
                 stimsets=[stimset_of(d["name"]) for d in meg_datasets() for w in config["temporal"]["context_windows"]],
                 poolings=["word" for d in meg_datasets() for w in config["temporal"]["context_windows"]],
                 windows=[w for d in meg_datasets() for w in config["temporal"]["context_windows"]],
+                sites=[config["activations"]["sites"] for d in meg_datasets() for w in config["temporal"]["context_windows"]],
                 activations=config["activations"],
                 token_site=config["sae"]["site"],
                 token_layer=config["sae"]["layer"],

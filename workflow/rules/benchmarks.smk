@@ -29,13 +29,13 @@ rule demo_tasks:
 rule lm_eval:
     input:
         checkpoint=f"{R}/checkpoints/{{model}}/{{step}}",
-        tasks=task_inputs,
+        tasks=task_dirs,
     output:
         metrics=f"{R}/lmeval/{{model}}/{{step}}/{{task}}.metrics.parquet",
         per_item=f"{R}/lmeval/{{model}}/{{step}}/{{task}}.items.parquet",
     params:
         benchmarks=config["benchmarks"],
-        include_path=lambda wc, input: input.tasks or None,
+        include_path=lambda wc, input: list(input.tasks) or None,
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
         device=config["device"],
         seed=config["seed"],

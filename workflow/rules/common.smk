@@ -4,7 +4,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from brainphase.planning import dry_run_requested  # noqa: E402
+from brainphase.inputs import format_missing, missing_inputs  # noqa: E402
+from brainphase.planning import claim_results_folder, dry_run_requested, runs_jobs  # noqa: E402
 from brainphase.config import (  # noqa: E402
     ConfigError,
     dataset_entry,
@@ -21,10 +22,12 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
-R = "results"
+# Each study writes under its own folder (config key `results`), so two studies run in one
+# clone never read or overwrite each other's tables.
+R = config["results"]
 ENV = "../../envs/brainphase.yaml"
-# The demo's lm-eval tasks are generated from the world (git-ignored).
-DEMO_TASKS = "resources/lmeval/toyworld"
+# The demo's lm-eval tasks are generated from the world, so they belong to the study.
+DEMO_TASKS = f"{R}/lmeval_tasks/toyworld"
 
 
 wildcard_constraints:
@@ -108,6 +111,10 @@ def encoding_jobs():
     ]
 
 
+def fingerprint_files():
+    return [f"{R}/fingerprints/{m}/{s}.json" for m in models() for s in steps(m)]
+
+
 def brain_files():
     return [f"{R}/brain/{d['name']}/{sub}.h5" for d in fmri_datasets() for sub in d["subjects"]]
 
@@ -125,14 +132,27 @@ def benchmark_tasks():
     return config["benchmarks"]["tasks"]
 
 
-def uses_demo_tasks():
-    from brainphase.benchmarks.tasks import DEMO_TASK_PREFIX
+def include_dirs():
+    """``benchmarks.include_path`` as absolute folders; one not on disk is a missing input (listed at parse)."""
+    from brainphase.benchmarks.harness import resolve_include_path
 
-    return any(t.startswith(DEMO_TASK_PREFIX) for t in benchmark_tasks())
+    found = []
+    for p in config["benchmarks"].get("include_path", []):
+        try:
+            found += resolve_include_path([p])
+        except ValueError:
+            pass
+    return found
 
 
-def task_inputs(wildcards):
-    return [DEMO_TASKS] if uses_demo_tasks() else []
+def task_dirs(wildcards):
+    """Folders of local task YAMLs for {task}: the demo's for a demo task, else benchmarks.include_path.
+
+    The lm_eval and probe_stimuli jobs pass the same folders to lm-eval, and rerun when they change.
+    """
+    from brainphase.config import DEMO_TASKS as DEMO_TASK_NAMES
+
+    return [DEMO_TASKS] if wildcards.task in DEMO_TASK_NAMES else include_dirs()
 
 
 def lmeval_jobs(kind):
@@ -242,7 +262,8 @@ def figure_files(name):
 
 def all_targets():
     analyses = set(config["analyses"])
-    targets = []
+    # Which checkpoints hold the same weights: every study's first question about its checkpoints.
+    targets = [f"{R}/tables/checkpoint_duplicates.parquet"]
     if "encoding" in analyses:
         targets += [
             f"{R}/tables/encoding.parquet",
@@ -292,17 +313,42 @@ def all_targets():
 
 
 def study_plan():
-    from brainphase.planning import format_plan, plan_table
+    from brainphase.planning import format_plan, known_duplicates, plan_table
 
-    table = plan_table(config, {m: steps(m) for m in models()},
-                       {m: [(s, pooling_of(s)) for s in stimsets(m)] for m in models()}, R)
-    return format_plan(table)
+    all_steps = {m: steps(m) for m in models()}
+    table = plan_table(config, all_steps, {m: [(s, pooling_of(s)) for s in stimsets(m)] for m in models()}, R)
+    duplicates = known_duplicates(config, all_steps, R)
+    return format_plan(table, R) + (f"\nbrainphase checkpoints: {duplicates}" if duplicates else
+                                    "\nbrainphase checkpoints: weights not fingerprinted yet (listed hub "
+                                    "fingerprints or registered checkpoints are compared once known)")
 
 
-# A dry run is where a user decides to launch: show what it will cost first.
-# (The executor, and with it workflow.dryrun, is set only after parsing.)
+def user_file(path):
+    """A user-provided input: declared when on disk, so that a dry run plans the DAG without it.
+
+    A real run never reaches a missing one: it stops at parse time with the list of
+    missing inputs (below).
+    """
+    return [str(path)] if Path(path).exists() else []
+
+
+MISSING_INPUTS = missing_inputs(config, {m["name"]: steps(m["name"]) for m in config["models"]
+                                         if m["source"] == "local"})
+
+# A dry run is where a user decides to launch: show what it will cost and what is
+# missing first. (The executor, and with it workflow.dryrun, is set only after parsing.)
 if workflow.is_main_process and dry_run_requested(sys.argv):
     try:
         logger.info(study_plan())
     except Exception as err:  # the plan is advice; it must never block a dry run
         logger.warning(f"brainphase plan unavailable: {err}")
+    logger.info(format_missing(MISSING_INPUTS))
+elif workflow.is_main_process and MISSING_INPUTS and runs_jobs(sys.argv):
+    raise WorkflowError(format_missing(MISSING_INPUTS).replace(
+        "(the DAG is planned as if they were there)", "; nothing was run") + "\nDry-run "
+        "(`snakemake -n`) to see the plan; run again once they are in place.")
+if workflow.is_main_process and runs_jobs(sys.argv):
+    try:
+        claim_results_folder(R, config)
+    except ValueError as err:
+        raise WorkflowError(str(err)) from None

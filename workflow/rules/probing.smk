@@ -1,11 +1,17 @@
-# Probing (METHODS §5): last-token activations of each benchmark item's prompt.
+# Probing: last-token activations of each benchmark item's prompt, rendered by
+# lm-eval with the benchmark run's few-shot setting and seed.
 
 
 rule probe_stimuli:
     input:
-        tasks=DEMO_TASKS,
+        # task_dirs (common.smk): the demo tasks' directory, or benchmarks.include_path.
+        tasks=task_dirs,
     output:
         f"{R}/stimuli/probe_{{task}}.parquet",
+    params:
+        benchmarks=config["benchmarks"],
+        include_path=lambda wc, input: list(input.tasks),
+        seed=config["seed"],
     log:
         f"{R}/logs/probe_stimuli/{{task}}.log",
     benchmark:
@@ -13,8 +19,9 @@ rule probe_stimuli:
     conda:
         ENV
     resources:
-        mem_mb=1000,
-        runtime=5,
+        # lm-eval indexes its task YAMLs and loads the task's dataset (MMLU: 57 subtasks).
+        mem_mb=4000,
+        runtime=30,
     script:
         "../scripts/probe_stimuli.py"
 
@@ -26,8 +33,12 @@ rule probing:
     output:
         summary=f"{R}/probing/{{model}}/{{step}}/{{task}}.parquet",
         neurons=f"{R}/probing/{{model}}/{{step}}/{{task}}.neurons.parquet",
+        boot=f"{R}/probing/{{model}}/{{step}}/{{task}}.boot.parquet",
     params:
-        probing=config["probing"],
+        test_fraction=config["probing"]["test_fraction"],
+        site=config["probing"].get("site", "mlp"),
+        # Item bootstrap for the phase analysis: same draws at every checkpoint.
+        n_boot=config["phases"]["n_boot"],
         seed=config["seed"],
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
     threads: threads("probing")
@@ -48,9 +59,11 @@ rule aggregate_probing:
     input:
         summary=probing_jobs("parquet"),
         neurons=probing_jobs("neurons.parquet"),
+        boot=probing_jobs("boot.parquet"),
     output:
         summary=f"{R}/tables/probing.parquet",
         neurons=f"{R}/tables/probing_neurons.parquet",
+        boot=f"{R}/tables/probing_bootstrap.parquet",
     log:
         f"{R}/logs/aggregate_probing.log",
     benchmark:

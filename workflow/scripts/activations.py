@@ -2,7 +2,8 @@
 
 import time
 
-from brainphase.activations import extract_activations, extract_token_activations, save_activations
+from brainphase.activations import (extract_activations, extract_last_token_activations, extract_token_activations,
+                                   save_activations)
 from brainphase.checkpoints import load_model
 from brainphase.runtime import setup_job
 from brainphase.stimuli import read_stimuli
@@ -12,8 +13,10 @@ p = snakemake.params
 log = setup_job(snakemake.log[0], snakemake.threads, 0)
 cfg = p.activations
 model, tokenizer = load_model(snakemake.input.checkpoint, device=p.device, trust_remote_code=p.trust_remote_code)
-for stimset, pooling, window, stim_path, out_path in zip(p.stimsets, p.poolings, p.windows, snakemake.input.stimuli,
-                                                         snakemake.output):
+# Sites per stimulus set: probe sets are read at probing.site only (see activations.smk).
+sites_per_set = getattr(p, "sites", None) or [cfg["sites"]] * len(p.stimsets)
+for stimset, pooling, window, sites, stim_path, out_path in zip(p.stimsets, p.poolings, p.windows, sites_per_set,
+                                                                snakemake.input.stimuli, snakemake.output):
     units = read_stimuli(stim_path)
     t0 = time.perf_counter()
     # A sweep's own window (the temporal analysis' context lengths), else the config's.
@@ -26,8 +29,14 @@ for stimset, pooling, window, stim_path, out_path in zip(p.stimsets, p.poolings,
         meta.update(unit_ids=units["unit_id"].to_numpy()[tokens["unit_row"].to_numpy()].tolist(),
                     token_ids=tokens["token_id"].tolist(), positions=tokens["position"].tolist(),
                     tokens=tokens["token"].tolist())
+    elif pooling == "last":
+        # Prompts longer than the model's positions are dropped, never cut: the
+        # file lists them so a reader can align and count (probing reports n_dropped).
+        arrays, kept, dropped = extract_last_token_activations(model, tokenizer, units, sites=sites,
+                                                               batch_size=cfg["batch_size"])
+        meta.update(unit_ids=kept, dropped_unit_ids=dropped, n_dropped=len(dropped))
     else:
-        arrays = extract_activations(model, tokenizer, units, pooling, sites=cfg["sites"], context_window=window,
+        arrays = extract_activations(model, tokenizer, units, pooling, sites=sites, context_window=window,
                                      batch_size=cfg["batch_size"])
         meta["unit_ids"] = units["unit_id"].tolist()
     n_rows = len(meta["unit_ids"])

@@ -2,7 +2,7 @@
 
 import time
 
-from brainphase.benchmarks.harness import run_benchmark
+from brainphase.benchmarks.harness import num_fewshot_for, run_benchmark
 from brainphase.checkpoints import resolve_device, verify_checkpoint
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
@@ -14,8 +14,11 @@ b = p.benchmarks
 log = setup_job(snakemake.log[0], snakemake.threads, p.seed)
 verify_checkpoint(snakemake.input.checkpoint)
 t0 = time.perf_counter()
+# The probe_stimuli job resolves the same count: both render the same prompts.
+shots = num_fewshot_for(b["num_fewshot"], wc.task)
+log.info("%s: %s-shot, include_path %s", wc.task, shots, p.include_path)
 metrics, items = run_benchmark(
-    snakemake.input.checkpoint, wc.task, include_path=p.include_path, num_fewshot=b["num_fewshot"],
+    snakemake.input.checkpoint, wc.task, include_path=p.include_path, num_fewshot=shots,
     limit=b["limit"], batch_size=b["batch_size"], device=str(resolve_device(p.device)), seed=p.seed,
     offline=b["offline"])
 log.info("%s on %s/%s: %s (%.1fs)", wc.task, wc.model, wc.step,

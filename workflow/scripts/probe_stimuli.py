@@ -1,21 +1,18 @@
-"""The benchmark items as a stimulus set: one prompt per item, read to its last token."""
+"""A task's benchmark items as a stimulus set: each item's prompt exactly as lm-eval renders it."""
 
-from pathlib import Path
-
-import pandas as pd
-
-from brainphase.benchmarks.tasks import read_jsonl
+from brainphase.benchmarks.harness import num_fewshot_for, set_offline
+from brainphase.benchmarks.prompts import probe_items
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
 
 snakemake = snakemake  # noqa: F821
-setup_job(snakemake.log[0])
+p = snakemake.params
 task = snakemake.wildcards.task
-docs = read_jsonl(Path(snakemake.input.tasks) / f"{task}_test.jsonl")
-df = pd.DataFrame({
-    "unit_id": [d["item_id"] for d in docs], "run": task, "text": [d["context"] for d in docs],
-    "lang": [d["lang"] for d in docs], "onset": None, "offset": None,
-    "item_id": [d["item_id"] for d in docs], "target": [d["label"] for d in docs],
-    "n_choices": [len(d["choices"]) for d in docs], "relation": [d["relation"] for d in docs],
-})
-write_parquet(df, snakemake.output[0])
+log = setup_job(snakemake.log[0], 1, p.seed)
+b = p.benchmarks
+if b["offline"]:
+    set_offline()
+shots = num_fewshot_for(b["num_fewshot"], task)
+items = probe_items(task, include_path=p.include_path or None, num_fewshot=shots, seed=p.seed, limit=b["limit"])
+log.info("%s: %d items from %d leaf tasks, %s-shot", task, len(items), items["run"].nunique(), shots)
+write_parquet(items, snakemake.output[0])

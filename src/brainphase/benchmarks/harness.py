@@ -57,6 +57,58 @@ def _local_only_manager(tasks: list[str], include_path):
     return tm if all(t in tm.all_tasks for t in tasks) else None
 
 
+def num_fewshot_for(spec, task: str):
+    """The few-shot count of ``task`` under ``benchmarks.num_fewshot``: an int (or null), or a mapping.
+
+    A mapping gives counts per config task name plus ``default``; a demo
+    language task (``toyfacts_en``) not named falls back to its group's entry
+    (``toyfacts``), so probing a language of the benchmarked demo group uses
+    the group's count. ``None`` leaves each task's own YAML default, as
+    ``simple_evaluate(num_fewshot=None)`` does. The lm_eval and probe-items
+    jobs both resolve their count here, so they render the same prompts.
+    """
+    if spec is None or isinstance(spec, int):
+        return spec
+    if not isinstance(spec, dict):
+        raise TypeError(f"benchmarks.num_fewshot must be an int or a mapping, got {spec!r}")
+    from .tasks import DEMO_GROUP, DEMO_TASK_PREFIX
+
+    if task in spec:
+        return spec[task]
+    if task.startswith(DEMO_TASK_PREFIX + "_") and DEMO_GROUP in spec:
+        return spec[DEMO_GROUP]
+    if "default" not in spec:
+        raise ValueError(f"benchmarks.num_fewshot has no entry for task {task!r} and no default; add "
+                         f"'{task}: <n>' or 'default: <n>'")
+    return spec["default"]
+
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def resolve_include_path(paths, workdir: str | os.PathLike | None = None) -> list[str]:
+    """``benchmarks.include_path`` entries as absolute directories, each checked to exist.
+
+    A relative entry is taken from the working directory, else from the
+    repository (tasks shipped with it, e.g. ``tests/data/lmeval/microqa``,
+    resolve from a run in any directory).
+    """
+    if paths is None:
+        return []
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    base = Path(workdir) if workdir is not None else Path.cwd()
+    out = []
+    for p in paths:
+        p = Path(p).expanduser()
+        cands = [p] if p.is_absolute() else [base / p, REPO_ROOT / p]
+        hit = next((c for c in cands if c.is_dir()), None)
+        if hit is None:
+            raise ValueError(f"benchmarks.include_path: no directory {str(p)!r} (looked at "
+                             f"{', '.join(str(c) for c in cands)}); fix the path")
+        out.append(str(hit.resolve()))
+    return out
+
+
 # Built-in task names per lm-eval version, written the first time they are indexed: a config
 # check at every dry run must not pay lm-eval's 10-40 s index of ~15k YAML files.
 TASK_INDEX_DIR = Path(__file__).resolve().parents[3] / "resources" / "lmeval_index"
