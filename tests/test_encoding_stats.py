@@ -11,6 +11,10 @@ import torch
 
 from brainphase.encoding import fit_encoding
 from brainphase.encoding.stats import (
+    block_bootstrap_draws,
+    block_bootstrap_mean_r,
+    block_bootstrap_r,
+    block_edges,
     block_permutation_pvalues,
     constant_columns,
     fdr_bh,
@@ -180,3 +184,64 @@ def test_fit_encoding_excludes_constant_voxels():
     res_all = fit_encoding(Xtr, np.zeros_like(Ytr), groups, Xte, Yte, n_perm=10)
     assert res_all.excluded.all() and not res_all.significant.any()
     assert math.isnan(res_all.summary()["mean_r"])
+
+
+# --------------------------------------------------------------------------- TR-block bootstrap
+def ar1(rng, shape, rho=0.8):
+    """AR(1) noise over time (axis 0) with unit variance."""
+    e = rng.standard_normal(shape)
+    out = np.empty(shape)
+    out[0] = e[0]
+    for t in range(1, shape[0]):
+        out[t] = rho * out[t - 1] + np.sqrt(1 - rho**2) * e[t]
+    return out
+
+
+def test_block_bootstrap_r_equals_corrcoef_on_resampled_blocks():
+    rng = np.random.default_rng(0)
+    T, V, bs = 97, 7, 10  # a trailing partial block of 7 TRs
+    obs = 3.0 + 2.0 * rng.standard_normal((T, V))
+    pred = 0.5 * obs + rng.standard_normal((T, V)) - 1.0
+    obs[:, 6] = 1.5  # constant: NaN everywhere
+    edges = block_edges(T, bs)
+    assert edges[-2:].tolist() == [90, 97] and len(edges) - 1 == 10
+    draws = block_bootstrap_draws(10, 25, seed=3)
+    np.testing.assert_array_equal(draws, block_bootstrap_draws(10, 25, seed=3))  # the same at every checkpoint
+    r = block_bootstrap_r(obs, pred, bs, 25, draws=draws)
+    assert r.shape == (25, V) and np.isnan(r[:, 6]).all()
+    for b in range(25):
+        idx = np.concatenate([np.arange(edges[k], edges[k + 1]) for k in draws[b]])
+        for v in range(6):
+            assert abs(r[b, v] - np.corrcoef(obs[idx, v], pred[idx, v])[0, 1]) < 1e-10
+    np.testing.assert_array_equal(block_bootstrap_r(obs, pred, bs, 25, seed=3), r)
+    # The chunked mean over voxels equals the mean of the per-voxel replicates.
+    m = block_bootstrap_mean_r(obs, pred, bs, 25, seed=3, chunk=4)
+    np.testing.assert_allclose(m, np.nanmean(r, axis=1), atol=1e-12)
+    mask = np.arange(V) < 3
+    np.testing.assert_allclose(block_bootstrap_mean_r(obs, pred, bs, 25, seed=3, voxels=mask),
+                               r[:, :3].mean(axis=1), atol=1e-12)
+
+
+def test_block_bootstrap_is_wider_than_resampling_voxels_under_autocorrelation():
+    """Voxels sharing an AR(1) time course are not independent: TR blocks see that, voxels do not."""
+    rng = np.random.default_rng(1)
+    T, V, n_boot = 300, 300, 400
+    shared = ar1(rng, (T, 1))  # common temporal structure of predictions and responses
+    obs = shared + 0.7 * ar1(rng, (T, V))
+    pred = shared + 0.7 * ar1(rng, (T, V))
+    r = pearson_columns(obs, pred)
+    blocks = block_bootstrap_mean_r(obs, pred, 10, n_boot, seed=0)
+    by_voxel = r[rng.integers(0, V, size=(n_boot, V))].mean(axis=1)
+    width = lambda a: np.subtract(*np.percentile(a, [97.5, 2.5]))  # noqa: E731
+    assert width(blocks) > 3 * width(by_voxel)
+    assert np.percentile(blocks, 2.5) < r.mean() < np.percentile(blocks, 97.5)
+
+
+def test_fit_encoding_bootstrap_replicates():
+    Xtr, Ytr, groups, Xte, Yte, planted = planted_data(seed=2)
+    res = fit_encoding(Xtr, Ytr, groups, Xte, Yte, n_perm=20, block_size=10, seed=0, n_boot=50)
+    assert res.boot_mean_r.shape == (50,) and np.isfinite(res.boot_mean_r).all()
+    assert abs(res.boot_mean_r.mean() - np.nanmean(res.r)) < 3 * res.boot_mean_r.std()
+    again = fit_encoding(Xtr, Ytr, groups, Xte, Yte, n_perm=20, block_size=10, seed=0, n_boot=50)
+    np.testing.assert_array_equal(res.boot_mean_r, again.boot_mean_r)
+    assert fit_encoding(Xtr, Ytr, groups, Xte, Yte, n_perm=20).boot_mean_r.shape == (0,)

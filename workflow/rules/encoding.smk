@@ -8,9 +8,11 @@ rule encoding:
         stimuli=lambda wc: f"{R}/stimuli/{stimset_of(wc.dataset)}.parquet",
         brain=f"{R}/brain/{{dataset}}/{{subject}}.h5",
     output:
-        f"{R}/encoding/{{model}}/{{step}}/{{dataset}}/{{subject}}.parquet",
+        voxels=f"{R}/encoding/{{model}}/{{step}}/{{dataset}}/{{subject}}.parquet",
+        bootstrap=f"{R}/encoding/{{model}}/{{step}}/{{dataset}}/{{subject}}.boot.parquet",
     params:
         encoding=config["encoding"],
+        n_boot=config["phases"]["n_boot"],
         seed=config["seed"],
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
         resample=lambda wc: resampling_of(wc.dataset),
@@ -31,10 +33,12 @@ rule encoding:
 rule aggregate_encoding:
     input:
         voxels=encoding_jobs(),
+        bootstrap=[p.removesuffix(".parquet") + ".boot.parquet" for p in encoding_jobs()],
         truth=truth_files(),
     output:
         summary=f"{R}/tables/encoding.parquet",
         voxels=f"{R}/tables/encoding_voxels.parquet",
+        bootstrap=f"{R}/tables/encoding_bootstrap.parquet",
         groups=f"{R}/tables/encoding_groups.parquet" if truth_files() else [],
     log:
         f"{R}/logs/aggregate_encoding.log",

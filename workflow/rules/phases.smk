@@ -1,4 +1,6 @@
-# Phase detection over the three trajectories (METHODS §6) and its figures.
+# Phase detection over the three trajectories and its figures. Point values and
+# the best layers come from the per-voxel, per-item and per-neuron tables, the
+# standard errors from the bootstrap tables (TR blocks, items, test items).
 
 
 rule phases:
@@ -6,6 +8,9 @@ rule phases:
         voxels=f"{R}/tables/encoding_voxels.parquet",
         per_item=f"{R}/tables/benchmark_items.parquet",
         neurons=f"{R}/tables/probing_neurons.parquet",
+        encoding_boot=f"{R}/tables/encoding_bootstrap.parquet",
+        probing_boot=f"{R}/tables/probing_bootstrap.parquet",
+        duplicates=f"{R}/tables/checkpoint_duplicates.parquet",
     output:
         phases=f"{R}/tables/phases.parquet",
         trajectories=f"{R}/tables/trajectories.parquet",

@@ -15,6 +15,8 @@ if len(excluded):
     log.warning("%d voxel fits excluded as constant (voxels %s)", len(excluded),
                 sorted(excluded["voxel"].unique())[:20])
 write_parquet(scored_voxels(voxels), snakemake.output.voxels)
+write_parquet(pd.concat([pd.read_parquet(p) for p in snakemake.input.bootstrap], ignore_index=True),
+              snakemake.output.bootstrap)
 summary = summarise_voxels(voxels)
 write_parquet(summary, snakemake.output.summary)
 if snakemake.input.truth:

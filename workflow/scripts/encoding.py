@@ -16,13 +16,18 @@ brain = read_brain(snakemake.input.brain)
 acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(snakemake.input.stimuli),
                                     snakemake.input.stimuli, brain, snakemake.input.brain)
 
-voxels = encode_layers(
+# TR-block bootstrap replicates of mean r per layer, for the standard errors of
+# the phase analysis: same seed and blocks at every checkpoint, so paired.
+voxels, boot = encode_layers(
     acts, stimuli, brain, delays=enc["delays"], trim=enc["trim"], alphas=alphas(enc),
     cv_splits=enc["cv_splits"], n_perm=enc["n_perm"], block_size=enc["block_size"],
-    fdr_q=enc["fdr_q"], seed=snakemake.params.seed, backend=enc["backend"], resample=snakemake.params.resample)
-voxels.insert(0, "subject", wc.subject)
-voxels.insert(0, "dataset", wc.dataset)
-voxels.insert(0, "tokens", int(snakemake.params.tokens))
-voxels.insert(0, "step", wc.step)
-voxels.insert(0, "model", wc.model)
-write_parquet(voxels, snakemake.output[0])
+    fdr_q=enc["fdr_q"], seed=snakemake.params.seed, backend=enc["backend"], resample=snakemake.params.resample,
+    n_boot=snakemake.params.n_boot)
+for table in (voxels, boot):
+    table.insert(0, "subject", wc.subject)
+    table.insert(0, "dataset", wc.dataset)
+    table.insert(0, "tokens", int(snakemake.params.tokens))
+    table.insert(0, "step", wc.step)
+    table.insert(0, "model", wc.model)
+write_parquet(voxels, snakemake.output.voxels)
+write_parquet(boot, snakemake.output.bootstrap)

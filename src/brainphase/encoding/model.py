@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .ridge import GroupedRidgeCV
-from .stats import block_permutation_pvalues, constant_columns, fdr_bh
+from .stats import block_bootstrap_mean_r, block_permutation_pvalues, constant_columns, fdr_bh
 
 
 @dataclass
@@ -20,6 +20,8 @@ class EncodingResult:
     significant: np.ndarray  # q <= the requested FDR level
     alpha: np.ndarray  # ridge alpha chosen by grouped CV
     excluded: np.ndarray  # constant in train or test (or constant prediction)
+    # (n_boot,) mean r over the scored voxels in TR-block bootstrap replicates of the test set
+    boot_mean_r: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def summary(self) -> dict:
         """Mean r over scored voxels, mean r over significant ones, fraction significant."""
@@ -49,6 +51,7 @@ def fit_encoding(
     backend: str = "auto",
     n_splits: int = 5,
     dtype: str = "float32",
+    n_boot: int = 0,
 ) -> EncodingResult:
     """Fit :class:`GroupedRidgeCV` on the training runs and score every voxel on the test set.
 
@@ -57,6 +60,11 @@ def fit_encoding(
     whose test prediction comes out constant. Excluded voxels are reported
     with NaN r and ``significant=False``; FDR runs over the others only.
     ``test_Y`` is used as given (average repeats upstream).
+
+    ``n_boot`` > 0 adds ``boot_mean_r``: the mean r over the scored voxels
+    in TR-block bootstrap replicates of the test set (blocks of
+    ``block_size`` TRs, draws fixed by ``seed``; see
+    :func:`~brainphase.encoding.stats.block_bootstrap_mean_r`).
     """
     train_Y = np.asarray(train_Y)
     test_Y = np.asarray(test_Y)
@@ -67,6 +75,7 @@ def fit_encoding(
     r = np.full(n_vox, np.nan)
     p = np.full(n_vox, np.nan)
     alpha = np.full(n_vox, np.nan)
+    boot = np.full(int(n_boot), np.nan)
 
     keep = np.flatnonzero(~excluded)
     if keep.size:
@@ -78,6 +87,10 @@ def fit_encoding(
         unscorable = keep[np.isnan(r_k)]
         excluded[unscorable] = True
         alpha[unscorable] = np.nan
+        if n_boot:
+            boot = block_bootstrap_mean_r(test_Y[:, keep], pred, block_size, n_boot, seed=seed,
+                                          voxels=np.isfinite(r_k))
 
     qvalues, significant = fdr_bh(p, q)
-    return EncodingResult(r=r, p=p, q=qvalues, significant=significant, alpha=alpha, excluded=excluded)
+    return EncodingResult(r=r, p=p, q=qvalues, significant=significant, alpha=alpha, excluded=excluded,
+                          boot_mean_r=boot)

@@ -30,20 +30,28 @@ def ceiling_per_voxel(brain, test_runs: list[str], trim: int) -> np.ndarray | No
 
 
 def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, *, delays, trim, alphas,
-                  cv_splits, n_perm, block_size, fdr_q, seed, backend, resample="lanczos") -> pd.DataFrame:
-    """One row per (site, layer, voxel); ``resample``: ``lanczos`` (words) or ``overlap`` (annotations)."""
+                  cv_splits, n_perm, block_size, fdr_q, seed, backend, resample="lanczos", n_boot=0):
+    """One row per (site, layer, voxel); ``resample``: ``lanczos`` (words) or ``overlap`` (annotations).
+
+    With ``n_boot`` > 0, returns ``(voxels, bootstrap)``: the second table has
+    one row per (site, layer, replicate) with ``value``, the mean test r over
+    the scored voxels in a TR-block bootstrap replicate of the test set
+    (blocks of ``block_size`` TRs; the draws depend on ``seed`` only, so they
+    are the same at every checkpoint).
+    """
     train_runs, test_runs = runs_by_split(stimuli, brain)
     y_train, _ = prepare_responses([brain.runs[r].data for r in train_runs], trim)
     y_test, _ = prepare_responses([brain.runs[r].data for r in test_runs], trim)
     ceiling = ceiling_per_voxel(brain, test_runs, trim)
-    frames = []
+    frames, boots = [], []
     for name, a in acts.items():
         site, layer = name.split(".")
         t0 = time.perf_counter()
         x_train, groups = prepare_design(features_per_run(a, stimuli, brain, train_runs, resample), delays, trim)
         x_test, _ = prepare_design(features_per_run(a, stimuli, brain, test_runs, resample), delays, trim)
         res = fit_encoding(x_train, y_train, groups, x_test, y_test, alphas=alphas, n_splits=cv_splits,
-                           n_perm=n_perm, block_size=block_size, q=fdr_q, seed=seed, backend=backend)
+                           n_perm=n_perm, block_size=block_size, q=fdr_q, seed=seed, backend=backend,
+                           n_boot=n_boot)
         df = pd.DataFrame({
             "site": site, "layer": int(layer), "voxel": np.arange(y_train.shape[1]),
             "r": res.r, "p": res.p, "q": res.q, "significant": res.significant,
@@ -52,7 +60,13 @@ def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, *, 
         if ceiling is not None:  # no repeated test runs, no ceiling column
             df["ceiling_r"] = ceiling
         frames.append(df)
+        if n_boot:
+            boots.append(pd.DataFrame({"site": site, "layer": int(layer), "replicate": np.arange(n_boot),
+                                       "value": res.boot_mean_r}))
         log.info("%s: mean r %.3f, %.1f%% significant, %d excluded (%.1fs)", name,
                  np.nanmean(res.r), 100 * np.mean(res.significant), res.excluded.sum(),
                  time.perf_counter() - t0)
-    return pd.concat(frames, ignore_index=True)
+    voxels = pd.concat(frames, ignore_index=True)
+    if n_boot:
+        return voxels, pd.concat(boots, ignore_index=True)
+    return voxels
