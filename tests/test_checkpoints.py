@@ -1,9 +1,12 @@
 """Checkpoint contract: brainphase.json, verification errors, step schedules, loading."""
 
+import json
 import logging
 
+import numpy as np
 import pytest
 import torch
+from safetensors.numpy import save_file
 
 from brainphase.checkpoints import (
     CheckpointError,
@@ -143,7 +146,7 @@ def _fake_run(root, steps, weights=True):
         d.mkdir(parents=True)
         (d / "config.json").write_text('{"model_type": "llama"}')
         if weights:
-            (d / "model.safetensors").write_bytes(b"weights-%d" % s)
+            save_file({"w": np.full(3, s, np.float32)}, str(d / "model.safetensors"))
 
 
 def test_local_run_steps_are_discovered_and_half_written_folders_wait(tmp_path):

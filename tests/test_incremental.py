@@ -87,10 +87,11 @@ def test_new_checkpoint_of_a_trained_model_schedules_only_its_jobs(micro_run, tm
     per_checkpoint = {  # the new checkpoint's own jobs (it is not the last: no context sweep, no second SAE seed)
         "train_toy": 1, "register_toy": 1, "activations_toy": 1, "encoding": n_fmri, "crosscoder": n_fmri,
         "lm_eval": len(cfg["benchmarks"]["tasks"]), "probing": len(cfg["probing"]["tasks"]), "sae": 1,
-        "temporal": n_meg,
+        "temporal": n_meg, "fingerprint_checkpoint": 1,
     }
     tables = {r: 1 for r in ("aggregate_encoding", "aggregate_benchmarks", "aggregate_probing", "phases",
-                             "aggregate_sae", "sae_matching", "aggregate_crosscoder", "aggregate_temporal")}
+                             "aggregate_sae", "sae_matching", "aggregate_crosscoder", "aggregate_temporal",
+                             "checkpoint_duplicates")}
     expected = {**per_checkpoint, **tables, **{p: 1 for p in PLOTS}, "all": 1}
     expected["total"] = sum(expected.values())
 
@@ -181,7 +182,7 @@ def test_single_target_and_until(micro_run, tmp_path):
     # ... but asked for by path it is exactly one job.
     counts, jobs = _dry_run(wd, target)
     assert counts == {"encoding": 1, "total": 1}
-    assert jobs[0][2] == [target]
+    assert target in jobs[0][2]  # with its sibling, the TR-block bootstrap of the same fit
 
     # --until: of what a change schedules, only the jobs up to that rule.
     cfg = _config(wd)

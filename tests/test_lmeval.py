@@ -161,3 +161,31 @@ def test_adapter_runs_the_shipped_mmlu_format_group(checkpoint):
     assert set(metrics.task) == {"microqa", "microqa_sums", "microqa_next_letter"}
     assert items.groupby("task").size().to_dict() == {"microqa_next_letter": 4, "microqa_sums": 4}
     assert (items.n_choices == 4).all() and items.target.between(0, 3).all()
+
+
+def test_checkpoint_path_with_commas_and_equals_evaluates_that_checkpoint(checkpoint, task_dir, tmp_path):
+    """lm-eval's model_args string splits at ',' and '=': the path must reach it whole, not spliced in."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tricky = tmp_path / "q,trust_remote_code=True,revision=x"
+    shutil.copytree(checkpoint, tricky)
+    # What a spliced string would load instead ("pretrained=<tmp>/q"): the same model with other weights.
+    decoy = AutoModelForCausalLM.from_pretrained(checkpoint)
+    with torch.no_grad():
+        for p in decoy.parameters():
+            p.mul_(-1.0)
+    decoy.save_pretrained(tmp_path / "q")
+    shutil.copy(tricky / "tokenizer.json", tmp_path / "q")
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (tricky / name).exists():
+            shutil.copy(tricky / name, tmp_path / "q")
+    cols = ["doc_id", "chosen", "ll_target", "ll_chosen"]
+    args = dict(include_path=task_dir, num_fewshot=0, limit=8, seed=0, bootstrap_iters=0)
+    _, plain = run_benchmark(checkpoint, "toyfacts_en", **args)
+    _, spliced = run_benchmark(tricky, "toyfacts_en", **args)
+    _, other = run_benchmark(tmp_path / "q", "toyfacts_en", **args)
+    assert not np.allclose(other["ll_target"], plain["ll_target"])  # the decoy is told apart
+    np.testing.assert_allclose(spliced[cols].to_numpy(float), plain[cols].to_numpy(float))

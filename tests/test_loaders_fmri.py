@@ -56,7 +56,7 @@ def make_lebel(root, respdict=RESPDICT, nan_voxel=None, repeats=True):
     (deriv / "respdict.json").write_text(json.dumps(respdict))
     tiers_a = [("IntervalTier", "phone", phones(WORDS_A)), ("IntervalTier", "Word", WORDS_A),
                ("TextTier", "notes", [(5.0, "a note")])]
-    tiers_b = [("IntervalTier", "phones", phones(WORDS_B)), ("IntervalTier", "transcript", WORDS_B)]
+    tiers_b = [("IntervalTier", "phones", phones(WORDS_B)), ("IntervalTier", "Words", WORDS_B)]
     (deriv / "TextGrids" / "alternateithicatom.TextGrid").write_text(textgrid_long(tiers_a, 40.0))
     (deriv / "TextGrids" / "wheretheressmoke.TextGrid").write_text(textgrid_long(tiers_b, 30.0))
     rng = np.random.default_rng(0)
@@ -105,7 +105,7 @@ def test_lebel_contract(lebel, tmp_path):
     np.testing.assert_allclose(a["audio_onset"], [9.5, 10.25, 11.3, 12.4, 29.9, 31.0])
     assert list(a["unit_id"]) == [f"alternateithicatom_{i:05d}" for i in range(6)]
     assert list(a["word_index"]) == list(range(6)) and set(a["split"]) == {"train"} and set(a["lang"]) == {"en"}
-    b = out.stimuli[out.stimuli["run"] == "wheretheressmoke"]  # no tier named "word": the second tier
+    b = out.stimuli[out.stimuli["run"] == "wheretheressmoke"]  # the tier named "Words", the alias of "word"
     assert list(b["text"]) == ["where", "there's", "smoke"] and set(b["split"]) == {"test"}
     np.testing.assert_allclose(b["onset"], [0.5, 0.9, 1.4], atol=1e-9)
     np.testing.assert_allclose(b["offset"], [0.9, 1.4, 2.0], atol=1e-9)

@@ -165,6 +165,8 @@ def test_micro_run_on_slurm_equals_the_local_run(slurm_micro_run, micro_run):
     assert set(remote) <= local and len(remote) >= 8, remote
     for name in remote:
         a, b = _read(micro_run / "results/tables" / name), _read(wd / "results/tables" / name)
+        if "model" in a:  # the SLURM run leaves out the small LM that serves only the temporal analysis
+            a = a[a["model"].isin(set(b["model"]))].reset_index(drop=True)
         assert list(a.columns) == list(b.columns), name
         assert a.shape == b.shape, name
         for col in a.columns:

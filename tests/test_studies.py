@@ -172,7 +172,7 @@ def test_two_studies_in_one_clone_keep_their_own_tables(micro_run, tmp_path):
     second["models"] = [dict(second["models"][0], name="toy2")]
     second["datasets"] = [d for d in second["datasets"] if d["kind"] == "fmri"]
     (wd / "config/second.yaml").write_text(yaml.safe_dump(second, sort_keys=False))
-    proc = run_snakemake(wd, "--cores", "2", "--configfile", "config/second.yaml")
+    proc = run_snakemake(wd, "--cores", "2", "--configfile", str(wd / "config/second.yaml"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _digests(wd / "results") == first
     assert set(pd.read_parquet(wd / "results/second/tables/encoding.parquet")["model"]) == {"toy2"}
@@ -183,6 +183,6 @@ def test_two_studies_in_one_clone_keep_their_own_tables(micro_run, tmp_path):
     # a study that forgets its own folder is refused before it overwrites the first
     second["results"] = "results"
     (wd / "config/second.yaml").write_text(yaml.safe_dump(second, sort_keys=False))
-    proc = run_snakemake(wd, "--cores", "1", "--configfile", "config/second.yaml")
+    proc = run_snakemake(wd, "--cores", "1", "--configfile", str(wd / "config/second.yaml"))
     assert proc.returncode != 0 and "another study" in proc.stderr
     assert _digests(wd / "results") == first

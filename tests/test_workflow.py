@@ -120,7 +120,8 @@ def test_micro_run_benchmarks_probing_phases(micro_run):
     r = micro_run / "results"
     bench = pd.read_parquet(r / "tables/benchmarks.parquet")
     items = pd.read_parquet(r / "tables/benchmark_items.parquet")
-    acc = bench[(bench["metric"] == "acc")].set_index(["step", "task"])["value"]
+    # Group rows (microqa) aggregate their subtasks; items belong to the leaf tasks.
+    acc = bench[(bench["metric"] == "acc") & bench["task"].isin(set(items["task"]))].set_index(["step", "task"])["value"]
     per_item = items.groupby(["step", "task"])["correct"].mean()
     pd.testing.assert_series_equal(acc.sort_index(), per_item.sort_index(), check_names=False)
     assert set(items["task"]) == {"toyfacts_en", "microqa_sums", "microqa_next_letter"}
@@ -227,7 +228,8 @@ def test_local_run_that_gains_a_checkpoint_schedules_only_its_jobs(micro_run, tm
     assert proc.returncode == 0, proc.stderr
     counts = _job_counts(proc.stdout)
     assert counts == {"link_mine": 1, "activations_mine": 1, "encoding": 1, "aggregate_encoding": 1,
-                      "plot_encoding_trajectory": 1, "plot_encoding_maps": 1, "all": 1, "total": 7}
+                      "plot_encoding_trajectory": 1, "plot_encoding_maps": 1, "fingerprint_checkpoint": 1,
+                      "checkpoint_duplicates": 1, "all": 1, "total": 9}
     assert "output: results/encoding/mine/step10/" in proc.stdout
     assert "output: results/encoding/mine/step5/" not in proc.stdout
 

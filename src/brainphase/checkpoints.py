@@ -8,6 +8,7 @@ checkpoint is caught before an analysis silently runs on it.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -28,13 +29,123 @@ class CheckpointError(ValueError):
 # ---------------------------------------------------------------- metadata
 
 
-def _checkpoint_files(directory: Path) -> list[Path]:
+def checkpoint_files(directory: str | os.PathLike) -> list[Path]:
+    """The files of a checkpoint folder that its manifest hashes (all but brainphase.json and hidden files)."""
+    directory = Path(directory)
     # Hidden files are skipped: they are editor or copy leftovers, not part of the model.
     return sorted(
         p
         for p in directory.rglob("*")
         if p.is_file() and p.name != METADATA_NAME and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     )
+
+
+# Bytes per element of the safetensors dtypes.
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+                "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8, "C64": 8}
+
+
+def _fix_for(source: str | None, directory: Path, origin: str | None = None) -> str:
+    """How to get a good copy of a checkpoint file back, by where the checkpoint comes from."""
+    if source == "hf":
+        return (f"the download is damaged; delete {directory} and run the workflow again to fetch it again "
+                f"(its download job reruns)")
+    if source == "local":
+        where = f" ({origin})" if origin else ""
+        return (f"repair or re-save the checkpoint in the training run's folder{where} (a trainer still "
+                f"writing it: wait until it has finished), then run the workflow again")
+    if source == "train":
+        return f"delete {directory} and the training run's folder under train/, then run the workflow to train again"
+    return f"replace the file with a complete copy, then register {directory} again"
+
+
+def _check_safetensors(path: Path, shown: Path, fix: str) -> None:
+    """The header parses and its tensors fill the file exactly: a truncated or padded file is refused."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{shown}: not a safetensors file ({size} bytes, shorter than its 8-byte "
+                                  f"header length). Fix: {fix}")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            raise CheckpointError(f"{shown}: truncated safetensors file: its header alone should take {n} bytes, "
+                                  f"the file has {size - 8} after the length. Fix: {fix}")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise CheckpointError(f"{shown}: safetensors header is not valid JSON ({err}). Fix: {fix}") from err
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{shown}: safetensors header is not a JSON object. Fix: {fix}")
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, stop = (int(x) for x in info["data_offsets"])
+            shape = [int(x) for x in info["shape"]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{shown}: tensor {name!r} has no valid shape/data_offsets in the header. "
+                                  f"Fix: {fix}") from err
+        width = _DTYPE_BYTES.get(str(info.get("dtype")))
+        if stop < begin or (width is not None and stop - begin != width * math.prod(shape)):
+            raise CheckpointError(f"{shown}: tensor {name!r} ({info.get('dtype')} {shape}) spans bytes "
+                                  f"{begin}-{stop} of the data, which is not its size. Fix: {fix}")
+        end = max(end, stop)
+    if end != size - 8 - n:
+        what = "truncated" if end > size - 8 - n else "longer than its tensors"
+        raise CheckpointError(f"{shown}: {what}: the header's tensors take {end} bytes, the file holds "
+                              f"{size - 8 - n} after the header. Fix: {fix}")
+
+
+def check_checkpoint_contents(directory: str | os.PathLike, source: str | None = None, origin: str | None = None,
+                              shown: str | os.PathLike | None = None) -> None:
+    """Open what a checkpoint folder declares before it is registered; raise naming the bad file.
+
+    ``config.json`` and every other top-level JSON file parse; each index's
+    ``weight_map`` shards exist; each safetensors header parses and its tensors
+    add up to the file's size; a zip-format ``pytorch_model*.bin`` opens. Reads
+    headers only. ``source`` and ``origin`` choose the fix offered; ``shown`` is
+    the folder named in messages (the final one, when checking a temporary copy).
+    """
+    import zipfile
+
+    directory = Path(directory)
+    shown = Path(shown) if shown is not None else directory
+    fix = _fix_for(source, shown, origin)
+    if not (directory / "config.json").is_file():
+        raise CheckpointError(f"{shown / 'config.json'}: missing; a Hugging Face checkpoint needs its config. "
+                              f"Fix: {fix}")
+    parsed = {}
+    for path in sorted(directory.glob("*.json")):
+        if path.name == METADATA_NAME:
+            continue
+        try:
+            parsed[path.name] = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise CheckpointError(f"{shown / path.name}: not valid JSON ({err}). Fix: {fix}") from err
+    for name, index in parsed.items():
+        if not name.endswith(".index.json"):
+            continue
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{shown / name}: no weight_map object; it is not a weights index. Fix: {fix}")
+        missing = sorted({str(f) for f in weight_map.values() if not (directory / str(f)).is_file()})
+        if missing:
+            raise CheckpointError(f"{shown / name}: lists shards that are missing: {missing}. Fix: {fix}")
+    for path in sorted(directory.glob("*.safetensors")):
+        _check_safetensors(path, shown / path.name, fix)
+    for path in sorted(directory.glob("pytorch_model*.bin")):
+        with open(path, "rb") as f:
+            zipped = f.read(2) == b"PK"
+        if zipped:  # torch.save's format since 1.6; older pickles have no cheap integrity check
+            try:
+                with zipfile.ZipFile(path) as z:
+                    z.namelist()
+            except (zipfile.BadZipFile, OSError) as err:
+                raise CheckpointError(f"{shown / path.name}: damaged ({err}). Fix: {fix}") from err
 
 
 def write_checkpoint_metadata(
@@ -44,17 +155,22 @@ def write_checkpoint_metadata(
     step: int,
     tokens: int | float | None,
     source: str,
+    *,
+    shown: str | os.PathLike | None = None,
     **extra,
 ) -> dict:
     """Hash every file of ``directory`` and write ``brainphase.json`` beside them.
 
     ``tokens`` may be ``None`` when unknown; ``extra`` keys (e.g. ``tokens_estimated``)
-    are stored as well. Returns the metadata written.
+    are stored as well. The files are opened first (:func:`check_checkpoint_contents`;
+    ``shown`` is the folder its errors name). Returns the metadata written.
     """
     directory = Path(directory)
     if source not in SOURCES:
         raise ValueError(f"checkpoint source must be one of {SOURCES}, got {source!r}")
-    files = {p.relative_to(directory).as_posix(): sha256_file(p) for p in _checkpoint_files(directory)}
+    # Opened before hashing: the manifest would otherwise pin a truncated file as the checkpoint.
+    check_checkpoint_contents(directory, source, extra.get("origin"), shown=shown)
+    files = {p.relative_to(directory).as_posix(): sha256_file(p) for p in checkpoint_files(directory)}
     meta = {
         "model": model,
         "revision": revision,
@@ -94,10 +210,13 @@ def verify_checkpoint(directory: str | os.PathLike, check_hashes: bool = True) -
             f"or run the workflow's checkpoint rule to download/train it."
         )
     if not _has_weights(directory):
-        raise CheckpointError(
-            f"checkpoint {directory}: no weights (*.safetensors or pytorch_model*.bin). Fix: the "
-            f"download or copy was incomplete; delete the directory and fetch the checkpoint again."
-        )
+        try:
+            known = read_json(directory / METADATA_NAME)
+        except (OSError, ValueError):
+            known = {}
+        fix = (_fix_for(known.get("source"), directory, known.get("origin")) if known.get("source") else
+               "the download or copy was incomplete; delete the directory and fetch the checkpoint again")
+        raise CheckpointError(f"checkpoint {directory}: no weights (*.safetensors or pytorch_model*.bin). Fix: {fix}.")
     meta = read_checkpoint_metadata(directory)
     missing = [k for k in ("model", "revision", "step", "tokens", "source", "files") if k not in meta]
     if missing:
@@ -109,26 +228,44 @@ def verify_checkpoint(directory: str | os.PathLike, check_hashes: bool = True) -
         for name, expected in sorted(meta["files"].items()):
             path = directory / name
             if not path.is_file():
-                raise CheckpointError(
-                    f"checkpoint {directory}: file {name} listed in {METADATA_NAME} is missing. "
-                    f"Fix: delete the directory and fetch the checkpoint again."
-                )
+                raise CheckpointError(f"{path}: listed in {directory / METADATA_NAME} but missing. "
+                                      f"Fix: {_changed_fix(meta, directory, name)}")
             actual = sha256_file(path)
             if actual != expected:
                 raise CheckpointError(
-                    f"checkpoint {directory}: checksum mismatch for {name} (expected {expected[:12]}…, "
-                    f"found {actual[:12]}…). Fix: the file was modified or corrupted; delete the "
-                    f"directory and fetch the checkpoint again."
+                    f"{path}: checksum mismatch for {name} (expected {expected[:12]}…, found {actual[:12]}…); "
+                    f"the file changed after registration. Fix: {_changed_fix(meta, directory, name)}"
                 )
         unlisted = sorted(
             p.relative_to(directory).as_posix()
-            for p in _checkpoint_files(directory)
+            for p in checkpoint_files(directory)
             if p.relative_to(directory).as_posix() not in meta["files"]
         )
         if unlisted:
             # Extra files do not change what the listed weights compute, so warn only.
             logger.warning("checkpoint %s: files not listed in %s: %s", directory, METADATA_NAME, unlisted)
+    # Header reads only: a file damaged before registration by a route that did not check it is named
+    # here, not by the loader's bare error.
+    check_checkpoint_contents(directory, meta["source"], meta.get("origin"))
     return meta
+
+
+def _changed_fix(meta: dict, directory: Path, name: str) -> str:
+    """What to do about a registered file that no longer matches its manifest, by where it came from."""
+    source = meta.get("source")
+    if source == "local":
+        origin = meta.get("origin")
+        where = f" ({Path(origin) / name})" if origin else ""
+        return (f"the training run's file{where} was rewritten after the checkpoint was registered; if the new "
+                f"file is the one to analyse, remove {directory} to register it again (the workflow then reruns "
+                f"what read the old one), else restore the old file")
+    if source == "hf":
+        return (f"the downloaded file was modified or corrupted; delete {directory} and run the workflow again to "
+                f"fetch it again")
+    if source == "train":
+        return (f"the registered copy was modified; delete {directory} and run the workflow again to register it "
+                f"from the training run")
+    return f"the file was modified or corrupted; replace it and register {directory} again"
 
 
 # ---------------------------------------------------------------- schedules
@@ -273,12 +410,14 @@ def link_local_checkpoint(source: str | os.PathLike, dest: str | os.PathLike, mo
     if not _has_weights(source):
         raise CheckpointError(f"checkpoint {source}: no weights (*.safetensors or pytorch_model*.bin). Fix: wait "
                               f"until the trainer has finished writing it, or remove the folder")
+    # Opened where the trainer wrote it, so that an error names the file the user repairs.
+    check_checkpoint_contents(source, "local", str(source))
     with atomic_path(dest, directory=True) as tmp:
         tmp.chmod(0o755)
-        for f in _checkpoint_files(source):
+        for f in checkpoint_files(source):
             link = tmp / f.relative_to(source)
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(f)
         write_checkpoint_metadata(tmp, model=model, revision=f"step{step}", step=step, tokens=tokens,
-                                  source="local", origin=str(source))
+                                  source="local", shown=dest, origin=str(source))
     return dest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import jsonschema
@@ -40,7 +41,21 @@ def _describe(err: jsonschema.ValidationError) -> str:
                 f"got {type(err.instance).__name__} {err.instance!r}")
     if v == "enum":
         return f"config key {where}: {err.instance!r} is not one of {err.validator_value}"
+    if v == "pattern" and err.validator_value in NAME_PATTERNS and isinstance(err.instance, str):
+        safe = re.sub(r"[^A-Za-z0-9_-]+", "_", err.instance).strip("_")
+        return (f"config key {where}: {err.instance!r} is not a safe name: {NAME_PATTERNS[err.validator_value]}; "
+                f"rename it" + (f", e.g. {safe!r}" if safe else ""))
     return f"config key {where}: {err.message}"
+
+
+# The schema's patterns for names that become path components of outputs, and what each allows.
+NAME_PATTERNS = {
+    "^(?!\\.)[A-Za-z0-9_.-]+$": "it names a folder of every output of the study, so it may hold letters, "
+                                "digits, _ - and . but no /, and may not start with a dot (., .. or a hidden "
+                                "folder would put outputs of different stages in one folder)",
+    "^[A-Za-z0-9_-]+$": "it is the stem of the subject's files (<subject>.h5, <subject>.truth.parquet), so it "
+                        "may hold letters, digits, _ and - only (no dot, no /)",
+}
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA, source: str = "config") -> dict:
@@ -95,15 +110,14 @@ def _check_semantics(config: dict) -> None:
     _check_task_names(config)
     if "sae" in config["analyses"]:
         _check_sae(config)
-    if "crosscoder" in config["analyses"]:
-        for m in config["models"]:
-            layer = config["crosscoder"]["layer"]
-            if m["source"] == "train" and layer > m["train"]["n_layers"]:
-                raise ConfigError(f"config key crosscoder.layer: {layer} exceeds model {m['name']}'s "
-                                  f"{m['train']['n_layers']} layers; pick 0..{m['train']['n_layers']}")
     dnames = [d["name"] for d in config["datasets"]]
     if len(set(dnames)) != len(dnames):
         raise ConfigError(f"config key datasets: dataset names must be unique, got {dnames}")
+    for name in dnames:
+        # A dataset's stimulus set shares results/stimuli/ and results/activations/ with these sets.
+        if name == "sae_corpus" or name.startswith("probe_"):
+            raise ConfigError(f"config key datasets[{name}].name: {name!r} is the name of a stimulus set the "
+                              "workflow builds itself (sae_corpus, probe_<task>); rename the dataset")
     for m in config["models"]:
         extra = sorted(set(m.get("analyses", [])) - set(config["analyses"]))
         if extra:
@@ -116,6 +130,10 @@ def _check_semantics(config: dict) -> None:
                               f"pick one of {dnames}")
     if "temporal" in config["analyses"]:
         _check_temporal(config)
+    _check_sites(config)
+    _check_layers(config)
+    _check_latents(config)
+    _check_trims(config)
 
 
 def _check_temporal(config: dict) -> None:
@@ -134,15 +152,219 @@ def _check_temporal(config: dict) -> None:
 
 def _check_sae(config: dict) -> None:
     sae = config["sae"]
-    for m in config["models"]:
-        if m["source"] == "train" and sae["layer"] > m["train"]["n_layers"]:
-            raise ConfigError(f"config key sae.layer: {sae['layer']} exceeds model {m['name']}'s "
-                              f"{m['train']['n_layers']} layers (resid.0 is the embedding); pick 0..{m['train']['n_layers']}")
-    if sae["site"] == "mlp" and sae["layer"] == 0:
-        raise ConfigError("config key sae.layer: mlp sites start at layer 1")
+    # Its layer against each model's depth: _check_layers.
     # Files (sae.corpus.path, sae.dictionary) are checked with every other input: brainphase.inputs.
     if abs(sum(sae["split"]) - 1) > 1e-6:
         raise ConfigError(f"config key sae.split: train/val/test fractions {sae['split']} must sum to 1")
+
+
+def _runs(config: dict, analysis: str) -> list[dict]:
+    """The models that run ``analysis`` (a model entry may run fewer analyses than the study)."""
+    if analysis not in config["analyses"]:
+        return []
+    return [m for m in config["models"] if analysis in m.get("analyses", config["analyses"])]
+
+
+def _check_sites(config: dict) -> None:
+    """Sites read from the stimulus sets' activation caches must be among the cached sites."""
+    sites = config["activations"]["sites"]
+    for key, analysis in (("crosscoder.site", "crosscoder"), ("temporal.site", "temporal")):
+        site = config[analysis]["site"]
+        if _runs(config, analysis) and site not in sites:
+            raise ConfigError(f"config key {key}: {site!r} is not among activations.sites {sites}, and {analysis} "
+                              f"reads the activations cached at those sites; add {site!r} to activations.sites "
+                              f"or set {key} to one of {sites}")
+
+
+def _layer_count(model: dict) -> tuple[int, str] | None:
+    """(blocks, where the count comes from) of a model, or None when nothing tells before its checkpoints load."""
+    from .planning import KNOWN_SIZES, _local_size
+
+    if model["source"] == "train":
+        return model["train"]["n_layers"], f"models[{model['name']}].train.n_layers"
+    if model["source"] == "hf":
+        size = KNOWN_SIZES.get(model["hf"]["repo_id"])
+        return (size.n_layers, f"the model card of {model['hf']['repo_id']}") if size else None
+    if model["source"] == "local":
+        loc = model["local"]
+        size = _local_size(Path(loc["root"]), loc.get("pattern", "step{step}"))
+        if size is not None:
+            return size.n_layers, f"the config.json of its checkpoints under {loc['root']}"
+        size = KNOWN_SIZES.get(loc.get("like", ""))
+        return (size.n_layers, f"local.like {loc['like']}") if size else None
+    return None
+
+
+# resid.0 is the embedding output and resid.l the output of block l; mlp.l the MLP output of block l.
+SITE_FIRST_LAYER = {"resid": 0, "mlp": 1}
+
+
+def _check_layers(config: dict) -> None:
+    """Every configured layer index against the layers each model that uses it has."""
+    sites = config["activations"]["sites"]
+    probe_site = config["probing"].get("site", "mlp")
+    # (key, value, analysis, first valid layer, the sites meant, whether "best" is allowed)
+    keys = [
+        ("sae.layer", config["sae"]["layer"], "sae", SITE_FIRST_LAYER[config["sae"]["site"]],
+         f"{config['sae']['site']} (sae.site)", False),
+        ("crosscoder.layer", config["crosscoder"]["layer"], "crosscoder",
+         SITE_FIRST_LAYER[config["crosscoder"]["site"]], f"{config['crosscoder']['site']} (crosscoder.site)", False),
+        # The phase series takes the layer from the encoding table of every cached site: one of them must have it.
+        ("phases.encoding_layer", config["phases"]["encoding_layer"], "phases",
+         min(SITE_FIRST_LAYER[s] for s in sites), f"{'/'.join(sites)} (activations.sites)", True),
+        ("phases.probing_layer", config["phases"]["probing_layer"], "phases", SITE_FIRST_LAYER[probe_site],
+         f"{probe_site} (probing.site)", True),
+        # The maps draw that layer of each cached site: all of them must have it.
+        ("encoding.map_layer", config["encoding"]["map_layer"], "encoding",
+         max(SITE_FIRST_LAYER[s] for s in sites), f"{'/'.join(sites)} (activations.sites, a map each)", True),
+    ]
+    for key, layer, analysis, first, what, best in keys:
+        if isinstance(layer, str):  # "best"
+            continue
+        fix = " or 'best'" if best else ""
+        if layer < first:
+            raise ConfigError(f"config key {key}: {what} layers start at {first} (resid.0 is the embedding output, "
+                              f"mlp layers are blocks 1..n); pick a layer from {first}{fix}")
+        for m in _runs(config, analysis):
+            count = _layer_count(m)
+            if count is None:  # unknown until its first checkpoint is on disk: the job checks
+                continue
+            n, source = count
+            if layer > n:
+                raise ConfigError(f"config key {key}: layer {layer} is beyond model {m['name']}, which has {n} "
+                                  f"layers ({source}); its {what} layers are {first}..{n}; pick a layer in "
+                                  f"{first}..{n}{fix}")
+
+
+def _check_latents(config: dict) -> None:
+    """TopK keeps k latents of each row: k cannot exceed the latents there are."""
+    from .planning import model_size
+
+    sae = config["sae"]
+    for m in _runs(config, "sae"):
+        size = model_size(m)
+        if size is None:
+            continue
+        latents = sae["expansion"] * size.d_model
+        if sae["k"] > latents:
+            raise ConfigError(f"config key sae.k: {sae['k']} exceeds the {latents} latents of model {m['name']}'s "
+                              f"SAE (sae.expansion {sae['expansion']} x d_model {size.d_model}); pick k in "
+                              f"1..{latents} or raise sae.expansion")
+    # k_aux needs no check: the auxiliary loss takes min(k_aux, dead latents).
+    cc = config["crosscoder"]
+    if _runs(config, "crosscoder") and cc["k"] > cc["d_latent"]:
+        raise ConfigError(f"config key crosscoder.k: {cc['k']} exceeds crosscoder.d_latent {cc['d_latent']}, the "
+                          f"latents it picks from; pick k in 1..{cc['d_latent']} or raise crosscoder.d_latent")
+
+
+def check_trim(lengths: dict[str, int], trim: int, key: str, where: str) -> None:
+    """Raise ConfigError when trimming ``trim`` samples at each end of a run leaves nothing of it.
+
+    ``lengths``: samples (TRs) per run; ``where``: the data the runs belong to, for the message.
+    """
+    short = sorted(r for r, n in lengths.items() if 2 * trim >= n)
+    if short:
+        shortest = min(lengths.values())
+        raise ConfigError(f"config key {key}: {trim} TRs trimmed at each end leave nothing of run(s) "
+                          f"{short[:5]}{' ...' if len(short) > 5 else ''} of {where} (shortest run: {shortest} TRs); "
+                          f"valid values are 0..{max(0, (shortest - 1) // 2)}: lower {key}")
+
+
+def _brain_run_lengths(path: Path, runs: set | None) -> dict[str, int] | None:
+    """TRs per run of a brain file (header only), restricted to ``runs``; None when unreadable."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return {name: int(g["data"].shape[0]) for name, g in f["runs"].items() if runs is None or name in runs}
+    except (OSError, KeyError):  # a broken file is read_brain's to report, with its own fix
+        return None
+
+
+def _check_trims(config: dict) -> None:
+    """Trims against the runs of brain files already on disk; the jobs check the others."""
+    keys = [(k, config[a]["trim"]) for k, a in (("encoding.trim", "encoding"), ("crosscoder.trim", "crosscoder"))
+            if _runs(config, a)]
+    if not keys:
+        return
+    results = Path(config["results"])
+    for d in config["datasets"]:
+        # Simulated brain files are rebuilt when the simulation's keys change, so one on disk may be stale.
+        if d["kind"] != "fmri" or d["source"] == "toyworld":
+            continue
+        stim = results / "stimuli" / f"{d.get('stimuli', d['name'])}.parquet"
+        runs = None
+        if stim.is_file():
+            import pyarrow.parquet as pq
+
+            try:
+                runs = set(pq.read_table(stim, columns=["run"]).column("run").to_pylist())
+            except Exception:  # unreadable: read_stimuli reports it in the job
+                runs = None
+        for sub in d["subjects"]:
+            path = results / "brain" / d["name"] / f"{sub}.h5"
+            lengths = _brain_run_lengths(path, runs) if path.is_file() else None
+            if lengths:
+                for key, trim in keys:
+                    check_trim(lengths, trim, key, f"dataset {d['name']} subject {sub} ({path})")
+
+
+def check_device(config: dict, argv: list[str], cuda_available: bool | None = None) -> str | None:
+    """``device: cuda`` on a machine without CUDA: raise when this command runs jobs here, else a warning.
+
+    A dry run, a report or a graph runs no job, and on a cluster (``--executor slurm``, or a profile
+    that sets one) the jobs run on nodes that may have the GPU the login node lacks; the jobs check
+    there again when they parse the workflow.
+    """
+    if config.get("device") != "cuda":
+        return None
+    if cuda_available is None:
+        import torch
+
+        cuda_available = bool(torch.cuda.is_available())
+    if cuda_available:
+        return None
+    from .planning import runs_jobs
+
+    executor = _executor(argv)
+    # slurm-jobstep runs a submitted job on the node the command runs on.
+    if not runs_jobs(argv) or executor not in ("local", "dryrun", "touch", "slurm-jobstep"):
+        where = "this command runs no job" if not runs_jobs(argv) else f"the jobs run on {executor} nodes"
+        return (f"config key device: cuda, but CUDA is not available on this machine ({where}); the jobs will "
+                "stop unless they run on a GPU node. Set device: auto to use CUDA where present, else the CPU")
+    raise ConfigError("config key device: cuda, but CUDA is not available on this machine (torch.cuda."
+                      "is_available() is False), where this command runs the jobs; set device: auto (CUDA when "
+                      "present, else the CPU) or cpu, or run on a GPU node (e.g. snakemake --profile "
+                      "profiles/slurm)")
+
+
+def _executor(argv: list[str]) -> str:
+    """The Snakemake executor a command line asks for: --executor/-e, else its profiles', else local."""
+    args = list(argv[1:])
+    for i, a in enumerate(args):
+        if a in ("--executor", "-e") and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--executor="):
+            return a.split("=", 1)[1]
+    profiles = []
+    for i, a in enumerate(args):
+        if a in ("--profile", "--workflow-profile") and i + 1 < len(args):
+            profiles.append(args[i + 1])
+        elif a.startswith(("--profile=", "--workflow-profile=")):
+            profiles.append(a.split("=", 1)[1])
+    if not any(a == "--profile" or a.startswith("--profile=") for a in args):
+        profiles.append(os.environ.get("SNAKEMAKE_PROFILE"))  # what --profile would override
+    profiles.append(str(SCHEMA.parents[2] / "profiles" / "default"))  # the workflow profile Snakemake loads itself
+    for name in filter(None, profiles):
+        for folder in (Path(name), Path.home() / ".config" / "snakemake" / name, Path("/etc/xdg/snakemake") / name):
+            for file in ("config.v8+.yaml", "config.yaml"):
+                try:
+                    executor = (yaml.safe_load((folder / file).read_text()) or {}).get("executor")
+                except (OSError, yaml.YAMLError, AttributeError):
+                    continue
+                if executor:
+                    return str(executor)
+    return "local"
 
 
 DEMO_TASKS = ("toyfacts_en", "toyfacts_ja", "toyfacts")

@@ -81,8 +81,8 @@ def _check_shards(directory: Path) -> None:
             continue
         missing = sorted({f for f in weight_map.values() if not (directory / f).is_file()})
         if missing:
-            raise CheckpointError(f"checkpoint {directory}: {index.name} lists shards that are missing: {missing}. "
-                                  f"Fix: delete the folder and fetch the checkpoint again")
+            raise CheckpointError(f"{index}: lists shards that are missing: {missing}. "
+                                  f"Fix: delete {directory} and run the workflow again to fetch it again")
 
 
 def download_checkpoint(
@@ -137,11 +137,22 @@ def download_checkpoint(
                 sleep(delay)
         # huggingface_hub's bookkeeping for local_dir downloads (resume metadata), not part of the model.
         shutil.rmtree(tmp / ".cache", ignore_errors=True)
+        if not any(tmp.glob("*.safetensors")) and not any(tmp.glob("pytorch_model*.bin")):
+            found = sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []
+            raise DownloadError(
+                f"{dest}: the download of {where} holds no weights (*.safetensors or pytorch_model*.bin). Files "
+                f"received: {found or 'none'}. Fix: widen allow_patterns={patterns} (e.g. add "
+                f"'pytorch_model*.bin' for repos without safetensors) or check that the revision holds a model")
         try:
-            _check_shards(tmp)
+            # Opens what was received (JSON parses, shards present, safetensors sizes add up) before hashing.
             write_checkpoint_metadata(tmp, model=model_name, revision=revision.name, step=revision.step,
-                                      tokens=revision.tokens, source="hf", repo_id=repo_id,
+                                      tokens=revision.tokens, source="hf", shown=dest, repo_id=repo_id,
                                       tokens_estimated=revision.tokens_estimated, stage=revision.stage)
+        except CheckpointError as err:
+            hint = (f" If the shard is not matched by allow_patterns={patterns}, widen them."
+                    if "shards" in str(err) else "")
+            raise DownloadError(f"{err} ({where}){hint}") from err
+        try:
             verify_checkpoint(tmp, check_hashes=False)  # hashes were just computed; this checks weights + fields
         except CheckpointError as err:
             found = sorted(p.name for p in tmp.iterdir()) if tmp.is_dir() else []

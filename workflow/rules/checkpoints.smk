@@ -13,16 +13,6 @@
 # registration would not be seen: the path has to change.)
 
 
-def train_run_dir(m):
-    import hashlib
-    import json
-
-    recipe = {k: v for k, v in m["train"].items() if k != "checkpoints"}
-    script = Path(workflow.basedir, "workflow/scripts/train_toy_lm.py").read_bytes()
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode() + script).hexdigest()
-    return f"{R}/train/{m['name']}/{digest[:12]}"
-
-
 for _m in config["models"]:
     if _m["source"] != "train":
         continue
@@ -89,10 +79,14 @@ for _m in config["models"]:
             f"link_{_m['name']}"
         input:
             folder=lambda wc, _m=_m: user_file(local_checkpoint_dir(_m, wc.step)),
+            # Its files too: one rewritten in place leaves the folder's mtime as it was.
+            files=lambda wc, _m=_m: checkpoint_folder_files(local_checkpoint_dir(_m, wc.step)),
         output:
             checkpoint=directory(f"{R}/checkpoints/{_m['name']}/{{step}}"),
         params:
             model=_m["name"],
+            # The folder by name: the inputs above are lists (empty while the folder is missing).
+            folder=lambda wc, _m=_m: str(local_checkpoint_dir(_m, wc.step)),
             tokens=lambda wc, _m=_m: tokens_for(_m, wc.step),
         log:
             f"{R}/logs/checkpoints/{_m['name']}/{{step}}.log",

@@ -8,6 +8,7 @@ from brainphase.inputs import format_missing, missing_inputs  # noqa: E402
 from brainphase.planning import claim_results_folder, dry_run_requested, runs_jobs  # noqa: E402
 from brainphase.config import (  # noqa: E402
     ConfigError,
+    check_device,
     dataset_entry,
     local_checkpoint_dir,
     model_entry,
@@ -19,6 +20,10 @@ from brainphase.config import (  # noqa: E402
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+    # device: cuda without CUDA stops a run of jobs here; a dry run or a cluster submission only warns.
+    _device_note = check_device(config, sys.argv)
+    if _device_note:
+        logger.warning(_device_note)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
@@ -109,6 +114,18 @@ def encoding_jobs():
         for d in fmri_datasets()
         for sub in d["subjects"]
     ]
+
+
+def train_run_dir(m):
+    # The run folder of a trained model: its recipe (all training settings but the checkpoint
+    # list) and the training script hashed, so a changed recipe is a new folder (checkpoints.smk).
+    import hashlib
+    import json
+
+    recipe = {k: v for k, v in m["train"].items() if k != "checkpoints"}
+    script = Path(workflow.basedir, "workflow/scripts/train_toy_lm.py").read_bytes()
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode() + script).hexdigest()
+    return f"{R}/train/{m['name']}/{digest[:12]}"
 
 
 def fingerprint_files():
@@ -352,3 +369,27 @@ if workflow.is_main_process and runs_jobs(sys.argv):
         claim_results_folder(R, config)
     except ValueError as err:
         raise WorkflowError(str(err)) from None
+
+
+def subject_files(wildcards):
+    """The data files the loader of {dataset} reads for {subject}: the load job's inputs.
+
+    An edited TextGrid, response or events file reruns the subject's load (and
+    what reads it downstream) only. Files not on disk are left out, as
+    user_file does: the missing-inputs list above reports the data folders.
+    """
+    from brainphase.loaders.dataset import subject_inputs
+
+    d = dataset_entry(config, wildcards.dataset)
+    return subject_inputs(d["source"], d["path"], wildcards.subject, d.get("options", {}))
+
+
+def checkpoint_folder_files(path):
+    """The files of a user's checkpoint folder, as registration hashes them; none when it is absent.
+
+    Declared besides the folder: a file rewritten in place changes its own
+    mtime, not the folder's, and must still register the checkpoint again.
+    """
+    from brainphase.checkpoints import checkpoint_files
+
+    return [str(p) for p in checkpoint_files(Path(path))] if Path(path).is_dir() else []

@@ -102,6 +102,9 @@ rule toy_meg:
 rule load_subject:
     wildcard_constraints:
         dataset="|".join(loader_datasets()) or "^$",
+    input:
+        # The files the loader reads (TextGrids, responses, events, sidecars): an edit reloads this subject.
+        subject_files,
     output:
         brain=f"{R}/brain/{{dataset}}/{{subject}}.h5",
         words=f"{R}/brain/{{dataset}}/{{subject}}.words.parquet",

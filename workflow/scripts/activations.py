@@ -12,12 +12,14 @@ snakemake = snakemake  # noqa: F821
 p = snakemake.params
 log = setup_job(snakemake.log[0], snakemake.threads, 0)
 cfg = p.activations
+# Every stimulus table is read and checked before the model loads and before any cache is written: a bad
+# (say, empty) table must stop the job without leaving the caches of the sets before it looking finished.
+tables = [read_stimuli(path) for path in snakemake.input.stimuli]
 model, tokenizer = load_model(snakemake.input.checkpoint, device=p.device, trust_remote_code=p.trust_remote_code)
 # Sites per stimulus set: probe sets are read at probing.site only (see activations.smk).
 sites_per_set = getattr(p, "sites", None) or [cfg["sites"]] * len(p.stimsets)
-for stimset, pooling, window, sites, stim_path, out_path in zip(p.stimsets, p.poolings, p.windows, sites_per_set,
-                                                                snakemake.input.stimuli, snakemake.output):
-    units = read_stimuli(stim_path)
+for stimset, pooling, window, sites, units, out_path in zip(p.stimsets, p.poolings, p.windows, sites_per_set,
+                                                            tables, snakemake.output):
     t0 = time.perf_counter()
     # A sweep's own window (the temporal analysis' context lengths), else the config's.
     window = (window if window is not None else cfg["context_window"]) if pooling == "word" else None

@@ -269,7 +269,9 @@ def run_benchmark(checkpoint_dir, task: str, include_path=None, num_fewshot: int
     tm = _local_only_manager([task], include_path) or get_task_manager(include_path)
     results = lm_eval.simple_evaluate(
         model="hf",
-        model_args=f"pretrained={Path(checkpoint_dir).resolve()},dtype=float32",
+        # A dict, not "pretrained=...,dtype=...": lm-eval splits that string at commas and '=', so a folder
+        # whose path holds them would load another model than the one whose checksums were verified.
+        model_args={"pretrained": str(Path(checkpoint_dir).resolve()), "dtype": "float32"},
         tasks=[task],
         num_fewshot=num_fewshot,
         limit=limit,

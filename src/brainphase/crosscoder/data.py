@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..config import check_trim
 from ..encoding.delays import fir_delays, prepare_responses, trim, zscore_runs
 from ..encoding.runs import features_per_run, runs_by_split
 
@@ -58,6 +59,7 @@ def crosscoder_inputs(acts: np.ndarray, stimuli: pd.DataFrame, brain, delays_s: 
     train_runs, test_runs = runs_by_split(stimuli, brain)
     delays = delays_in_trs(delays_s, brain.tr)
     runs = train_runs + test_runs
+    check_trim({r: len(brain.runs[r].data) for r in runs}, n_trim, "crosscoder.trim", "the subject's brain data")
     lm = trim(delayed_mean(zscore_runs(features_per_run(acts, stimuli, brain, runs, resample)), delays), n_trim)
     x_brain, index = prepare_responses([brain.runs[r].data for r in runs], n_trim)
     x_lm = np.concatenate(lm, axis=0).astype(np.float32)

@@ -61,9 +61,20 @@ def _zscore(a: np.ndarray) -> np.ndarray:
 def zscore_runs(runs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """z-score the columns of each run separately (population std, ddof=0).
 
-    Columns constant within a run become 0 in that run.
+    Columns constant within a run become 0 in that run. A column holding NaN or
+    inf is an error naming the run: its mean and std are NaN, and the constant-
+    column rule above would otherwise turn it silently into zeros.
     """
-    return [_zscore(r) for r in runs]
+    out = []
+    for i, r in enumerate(runs):
+        finite = np.isfinite(np.asarray(r, dtype=np.float64))
+        if not finite.all():
+            cols = np.flatnonzero(~finite.reshape(len(finite), -1).all(0))
+            raise ValueError(f"run {i} (position {i} among the {len(runs)} runs given): {cols.size} column(s) hold "
+                             f"NaN or inf (first: column {cols[0]}); a unit without a finite onset/offset or NaN "
+                             "activations put them there — check the run's stimulus timings and activation cache")
+        out.append(_zscore(r))
+    return out
 
 
 def trim(runs: Sequence[np.ndarray], n_trim: int) -> list[np.ndarray]:

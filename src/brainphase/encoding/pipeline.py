@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ..config import check_trim
 from .delays import prepare_design, prepare_responses
 from .model import fit_encoding
 from .runs import features_per_run, runs_by_split
@@ -40,6 +41,8 @@ def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, *, 
     are the same at every checkpoint).
     """
     train_runs, test_runs = runs_by_split(stimuli, brain)
+    check_trim({r: len(brain.runs[r].data) for r in train_runs + test_runs}, trim, "encoding.trim",
+               "the subject's brain data")
     y_train, _ = prepare_responses([brain.runs[r].data for r in train_runs], trim)
     y_test, _ = prepare_responses([brain.runs[r].data for r in test_runs], trim)
     ceiling = ceiling_per_voxel(brain, test_runs, trim)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..stimuli import DataError
+from ..stimuli import DataError, read_parquet, utf8_error
 
 REQUIRED = ("run", "onset", "text")
 
@@ -26,10 +26,13 @@ def read_annotations(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: annotation table missing; set the dataset's options.annotations to a TSV/CSV/"
                         "parquet file with columns run, onset, duration, text")
     if path.suffix == ".parquet":
-        table = pd.read_parquet(path)
+        table = read_parquet(path, "write the annotation table with pandas.DataFrame.to_parquet")
     else:
         sep = "," if path.suffix == ".csv" else "\t"
-        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=["n/a", ""])
+        try:
+            table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=["n/a", ""])
+        except UnicodeDecodeError as err:
+            raise utf8_error(path, "save the annotation table as UTF-8") from err
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise DataError(f"{path}: no column(s) {missing} (it has {list(table.columns)}); an annotation table "
@@ -38,8 +41,11 @@ def read_annotations(path: str | Path) -> pd.DataFrame:
     onset = pd.to_numeric(table["onset"], errors="coerce")
     bad = onset.isna()
     if bad.any():
-        raise DataError(f"{path}: {int(bad.sum())} rows have no numeric onset (first at row {int(bad.idxmax())}); "
-                        "onsets are seconds from the run's first volume")
+        first = int(bad.to_numpy().argmax())
+        where = f"row {first}" if path.suffix == ".parquet" else f"line {first + 2}"
+        raise DataError(f"{path}: {int(bad.sum())} rows have no numeric onset (first at {where}: "
+                        f"{table['onset'].iloc[first]!r}); onsets are seconds from the run's first volume, with a "
+                        "decimal point — fix those rows")
     table["onset"] = onset.astype(float)
     table["text"] = table["text"].fillna("").astype(str).str.strip()
     return table[table["text"] != ""].reset_index(drop=True)

@@ -27,7 +27,9 @@ in the raw dataset — under ``events_root``). The word is in ``word_column``, b
 default the first of ``word``, ``trial_type`` and ``value`` the file has; rows
 whose word is empty or ``n/a`` are dropped (the file is read as text, so words
 like "null" or "NA" survive), and ``event_type`` keeps only rows with that
-``trial_type``. BIDS onsets count from the start of the first volume's
+``trial_type``. A word row whose onset or duration does not parse as a number
+(``n/a`` onset, a decimal comma) is an error naming the file's line, or with
+``on_bad_onset="warn"`` a counted warning that drops it. BIDS onsets count from the start of the first volume's
 acquisition, which is the run clock of the contract (volume i centred at
 (i + 0.5) TR) — onsets are used as they are. A word's offset is onset +
 duration, or the next word's onset where the duration is missing. Extra event
@@ -52,7 +54,7 @@ import pandas as pd
 from ..stimuli import BrainRun, DataError
 from .lebel import LoadedFMRI, drop_bad_voxels
 from .annotations import read_annotations, run_annotations
-from .words import clean_extras, read_events_tsv, words_to_stimuli
+from .words import clean_extras, parse_times, read_events_tsv, words_to_stimuli
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +199,7 @@ def _events_file(bold: Path, ents: dict, events_root: Path) -> Path:
 
 
 def _word_table(path: Path, word_column: str | None, event_type: str | None, run: str, lang: str,
-                run_end: float, split: str) -> pd.DataFrame:
+                run_end: float, split: str, on_bad_onset: str = "error") -> pd.DataFrame:
     events = read_events_tsv(path)
     if "onset" not in events.columns:
         raise DataError(f"{path}: no onset column (it has {list(events.columns)}); a BIDS events file needs "
@@ -211,21 +213,67 @@ def _word_table(path: Path, word_column: str | None, event_type: str | None, run
             raise DataError(f"{path}: event_type={event_type!r} needs a trial_type column (it has "
                             f"{list(events.columns)}); drop event_type or fix the file")
         events = events[events["trial_type"].str.strip() == event_type]
-    onset = pd.to_numeric(events["onset"], errors="coerce")
     text = events[col].fillna("").astype(str).str.strip()
-    keep = onset.notna() & (text != "")
+    keep = text != ""
     if not keep.any():
         seen = list(dict.fromkeys(events[col].dropna().astype(str)))[:10] if len(events) else []
         raise DataError(f"{path}: no word events (column {col!r}" + (f", trial_type {event_type!r}" if event_type
                         else "") + f"; values seen: {seen}); set word_column/event_type to where the words are")
-    words = events[keep].assign(onset=onset[keep].astype(float), text=text[keep])
+    # Rows without a word are other events and go; a word whose time does not parse is reported.
+    words = parse_times(events[keep].assign(text=text[keep]), path, on_bad_onset,
+                        fix=", or set the dataset option on_bad_onset: warn to drop them with a counted warning")
+    if words.empty:
+        raise DataError(f"{path}: no word event has a numeric onset; fix the onsets (seconds, decimal point)")
     return words_to_stimuli(words, run, lang, run_end, split, path, drop=(col,))
+
+
+def bids_fmri_inputs(bids_root: str | Path, subject: str, task: str, mask: str | Path | None = None,
+                     word_column: str | None = None, test_runs: Sequence[str] = (), *, space: str | None = None,
+                     events_root: str | Path | None = None, annotations: str | Path | None = None,
+                     **_other) -> list[Path]:
+    """The files :func:`load_bids_fmri` reads for ``subject`` with the same options, those on disk only.
+
+    Per BOLD run of ``task`` (and ``space``): the image, its inherited ``*_bold.json``
+    sidecars, its brain mask (``mask``, else the one the loader picks) and its
+    events file (``annotations`` instead when given). The workflow declares them
+    as the load job's inputs so that an edited file loads the subject again; a
+    missing folder gives no files (a dry run lists missing data, and the loader
+    names it). The other options change no file read.
+    """
+    root = Path(bids_root)
+    subject = str(subject).removeprefix("sub-")
+    events_root = Path(events_root) if events_root is not None else root
+    try:
+        bolds = _find_bolds(root, subject, str(task), space)
+    except DataError:
+        return []
+    files: list[Path] = []
+    for p, ents in bolds:
+        sub_dir = root / f"sub-{ents['sub']}"
+        dirs = [root, sub_dir] + ([sub_dir / f"ses-{ents['ses']}"] if "ses" in ents else []) + [p.parent]
+        files += [p, *_inherited(dirs, "*_bold.json", "bold", ents)]
+        if mask is None:
+            found = _inherited([p.parent], "*_desc-brain_mask.nii*", "mask", ents, ignore=("desc",))
+            found = [f for f in found if _split_name(f)[0].get("desc") == "brain"]
+            try:
+                picked = _most_specific(found, "brain mask", p, "")
+                files += [picked] if picked is not None else []
+            except DataError:  # several fit: the loader stops on them, any may be the one fixed
+                files += found
+        if annotations is None:
+            try:
+                files.append(_events_file(p, ents, events_root))
+            except DataError:
+                pass
+    files += [Path(f) for f in (mask, annotations) if f is not None]
+    return [f for f in dict.fromkeys(files) if f.is_file()]
 
 
 def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | Path | None = None,
                    word_column: str | None = None, test_runs: Sequence[str] = (), *, space: str | None = None,
                    event_type: str | None = None, events_root: str | Path | None = None,
-                   annotations: str | Path | None = None, lang: str = "", bad_voxels: str = "raise") -> LoadedFMRI:
+                   annotations: str | Path | None = None, lang: str = "", bad_voxels: str = "raise",
+                   on_bad_onset: str = "error") -> LoadedFMRI:
     """Words and masked BOLD of one subject's runs of ``task``; see the module doc.
 
     ``mask``: a brain-mask NIfTI on the BOLD grid (default: the runs'
@@ -235,7 +283,10 @@ def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | P
     folder with several. ``test_runs`` are split ``test``. ``bad_voxels``:
     ``raise`` on voxels that are NaN/inf or constant in a run, or ``drop`` them.
     ``annotations``: a table of timed texts per run (``loaders.annotations``) that
-    replaces the events files as the source of units.
+    replaces the events files as the source of units. ``on_bad_onset``: a word
+    event whose onset or duration is not a number (``n/a``, a decimal comma) is an
+    ``error`` naming the file and line, or with ``warn`` is dropped with a warning
+    that counts them.
     Returns :class:`~brainphase.loaders.lebel.LoadedFMRI` (stimuli, runs, tr, coords (V, 3) mm).
     """
     import nibabel as nib
@@ -309,7 +360,7 @@ def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | P
                                            arr.shape[0] * trs[name], split, annotations, drop=("run",)))
         else:
             frames.append(_word_table(_events_file(p, ents, events_root), word_column, event_type, name, lang,
-                                      arr.shape[0] * trs[name], split))
+                                      arr.shape[0] * trs[name], split, on_bad_onset))
     coords = nib.affines.apply_affine(affine, np.argwhere(mask_arr)).astype(float)
     data, coords = drop_bad_voxels(data, files, coords, bad_voxels)
     runs = {name: BrainRun(np.ascontiguousarray(a), "test" if is_test[name] else "train") for name, a in data.items()}

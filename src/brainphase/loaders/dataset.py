@@ -26,6 +26,12 @@ SOURCES = {
     "bids_fmri": ("brainphase.loaders.bids_fmri", "load_bids_fmri", "fmri"),
     "meg_bids": ("brainphase.loaders.meg_bids", "load_meg_bids", "meg"),
 }
+# source -> (module, function) listing the files the loader reads for one subject, given the same options.
+INPUTS = {
+    "lebel": ("brainphase.loaders.lebel", "lebel_inputs"),
+    "bids_fmri": ("brainphase.loaders.bids_fmri", "bids_fmri_inputs"),
+    "meg_bids": ("brainphase.loaders.meg_bids", "meg_bids_inputs"),
+}
 # Keyword arguments that a config file cannot express.
 NOT_CONFIGURABLE = frozenset({"word_filter"})
 
@@ -67,6 +73,21 @@ def load_subject(source: str, path: str | Path, subject: str, options: dict[str,
     if SOURCES[source][2] == "meg":
         return LoadedSubject(out.stimuli, out.runs, None, out.sfreq, out.coords)
     return LoadedSubject(out.stimuli, out.runs, out.tr, None, out.coords)
+
+
+def subject_inputs(source: str, path: str | Path, subject: str, options: dict[str, Any] | None = None) -> list[str]:
+    """The files ``source``'s loader reads for ``subject`` of the dataset at ``path``, those on disk only.
+
+    The workflow's load job declares them as inputs, so a user's edit of a
+    TextGrid, response or events file loads that subject again (and what reads
+    it downstream), and nothing else. Missing folders give no files rather than
+    an error: a dry run must plan the DAG before the data are downloaded.
+    """
+    if source not in INPUTS:
+        raise ValueError(f"unknown dataset source {source!r}; loaders exist for {sorted(SOURCES)}")
+    module, name = INPUTS[source]
+    files = getattr(importlib.import_module(module), name)(Path(path), subject, **dict(options or {}))
+    return [str(f) for f in files]
 
 
 def subject_events(stimuli: pd.DataFrame) -> pd.DataFrame:

@@ -11,14 +11,19 @@ Layout read (the dataset's ``derivative`` folder, as the Huth lab's
 
 Each story is one run (named by the story), split ``test`` for the stories in
 ``test_stories`` (default ``wheretheressmoke``, the story LeBel et al. repeat
-and hold out) and ``train`` otherwise. Words come from the TextGrid's word tier
-(the tier named ``word``, any case, else the second tier as in the Huth lab's
-``make_word_ds``); the markers ``sp br lg ls ns sentence_start sentence_end``,
-anything in braces (``{LG}``) and empty intervals are dropped, case-insensitively.
-The Huth lab's filter (``DEFAULT_BAD_WORDS`` after ``.strip("{}")``) keeps empty
-intervals as "words" that get a zero vector in their semantic models; a language
-model has no use for an empty word, so they are dropped here. Word text is kept
-as written (the Huth lab lower-cases it).
+and hold out) and ``train`` otherwise. Words come from the TextGrid's word tier:
+the tier named ``word`` or ``words`` (any case), or the one named by the option
+``word_tier``. There is no positional fallback (the Huth lab's ``make_word_ds``
+takes the second tier): a grid whose tiers are, say, (``words``, ``phones``)
+would give phones as words. Word intervals that overlap or repeat an earlier one
+are an error naming the file, interval and count; ``on_overlap="warn"`` keeps
+them with a warning and marks them in the stimulus column ``overlap``. The
+markers ``sp br lg ls ns sentence_start sentence_end``, anything in braces
+(``{LG}``) and empty intervals are dropped, case-insensitively. The Huth lab's
+filter (``DEFAULT_BAD_WORDS`` after ``.strip("{}")``) keeps empty intervals as
+"words" that get a zero vector in their semantic models; a language model has no
+use for an empty word, so they are dropped here. Word text is kept as written
+(the Huth lab lower-cases it).
 
 Time convention — what the rows of the ``.hf5`` files are
 -----------------------------------------------------------
@@ -107,7 +112,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..stimuli import WORD_REACH_TRS, BrainRun, DataError
+from ..stimuli import WORD_REACH_TRS, BrainRun, DataError, check_timings, utf8_error
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +130,8 @@ TEST_STORIES = ("wheretheressmoke",)
 REPEATS_KEY = "individual_repeats"
 NON_WORDS = frozenset({"sp", "br", "lg", "ls", "ns", "sentence_start", "sentence_end"})
 BAD_VOXEL_POLICIES = ("raise", "drop")
+WORD_TIER_NAMES = ("word", "words")  # matched case-insensitively
+OVERLAP_POLICIES = ("error", "warn")
 
 
 class LoadedFMRI(NamedTuple):
@@ -154,13 +161,25 @@ _KEY_VALUE = re.compile(rf'([A-Za-z]\w*)\s*=\s*({_STRING}|[^\s"]+)')
 _TOKEN = re.compile(rf'{_STRING}|[^\s"]+')
 
 
-def _decode(raw: bytes) -> str:
+# A UTF-8 lead byte and its continuation bytes: text that holds one was written as UTF-8.
+_UTF8_CHAR = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
+
+
+def _decode(raw: bytes, path: Path) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return raw.decode("utf-16")
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not valid UTF-16 at byte {err.start} (the file starts with a UTF-16 byte "
+                            "order mark); re-save it from Praat") from err
     try:
         return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")  # Praat's other 8-bit text encoding
+    except UnicodeDecodeError as err:
+        if _UTF8_CHAR.search(raw) is None:
+            return raw.decode("latin-1")  # Praat's other 8-bit text encoding: no UTF-8 character anywhere
+        # Some characters are UTF-8 and one is not: a damaged UTF-8 file, which Latin-1 would garble silently.
+        raise utf8_error(path, "the file is UTF-8 elsewhere; fix that byte or re-save the TextGrid from Praat "
+                               "(UTF-8 or UTF-16)") from err
 
 
 def _unquote(value: str) -> str:
@@ -226,7 +245,7 @@ def read_textgrid(path: str | Path) -> list[Tier]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: TextGrid missing; the word timings come from it. Add it or drop the story")
-    text = _decode(path.read_bytes())
+    text = _decode(path.read_bytes(), path)
     if "ooTextFile" not in text[:200] or "TextGrid" not in text[:200]:
         raise DataError(f"{path}: not a Praat TextGrid text file (no 'ooTextFile'/'TextGrid' header); "
                         "save it from Praat as a text file (long or short format)")
@@ -248,25 +267,69 @@ def is_word(text: str) -> bool:
     return t.strip("{}").strip() not in NON_WORDS
 
 
-def word_intervals(path: str | Path) -> pd.DataFrame:
-    """Words of a TextGrid's word tier: columns onset, offset (TextGrid seconds), text; in time order."""
-    tiers = read_textgrid(path)
-    named = [t for t in tiers if t.name.strip().lower() == "word"]
-    if named:
-        tier = named[0]
-    elif len(tiers) >= 2:
-        tier = tiers[1]
+def _word_tier(tiers: list[Tier], path: Path, word_tier: str | None) -> Tier:
+    names = [t.name for t in tiers]
+    if word_tier is not None:
+        found = [t for t in tiers if t.name.strip().lower() == word_tier.strip().lower()]
+        if not found:
+            raise DataError(f"{path}: no tier named {word_tier!r} (its tiers: {names}); set the lebel option "
+                            "word_tier to the name of the tier that holds the words")
     else:
-        raise DataError(f"{path}: one tier ({tiers[0].name!r}) and none named 'word'; the words must be in a "
-                        "tier named 'word' or in the second tier")
+        found = [t for t in tiers if t.name.strip().lower() in WORD_TIER_NAMES]
+        if not found:
+            raise DataError(f"{path}: no word tier — none of its tiers {names} is named 'word' or 'words' (any "
+                            "case); set the lebel option word_tier to the name of the tier that holds the words, "
+                            "or rename that tier")
+    if len(found) > 1:
+        raise DataError(f"{path}: several tiers could be the word tier ({[t.name for t in found]}, of {names}); "
+                        "set the lebel option word_tier to one name, or rename the others")
+    return found[0]
+
+
+def word_intervals(path: str | Path, on_overlap: str = "error", word_tier: str | None = None) -> pd.DataFrame:
+    """Words of a TextGrid's word tier, in time order.
+
+    Columns onset, offset (TextGrid seconds), text, interval (the interval's
+    1-based number in the tier, as Praat counts) and overlap (True where the
+    word starts before an earlier word has ended, or repeats its interval). The
+    tier is the one named ``word``/``words`` (any case) or ``word_tier``.
+    Overlaps are an error naming the first interval and the count, or with
+    ``on_overlap="warn"`` a warning that counts them.
+    """
+    if on_overlap not in OVERLAP_POLICIES:
+        raise ValueError(f"on_overlap must be one of {OVERLAP_POLICIES}, got {on_overlap!r}")
+    path = Path(path)
+    tier = _word_tier(read_textgrid(path), path, word_tier)
     if tier.cls != "IntervalTier":
         raise DataError(f"{path}: word tier {tier.name!r} is a {tier.cls}; words need an IntervalTier")
-    rows = [(a, b, t.strip()) for a, b, t in tier.items if is_word(t)]
-    words = pd.DataFrame(rows, columns=["onset", "offset", "text"])
+    rows = [(a, b, t.strip(), j) for j, (a, b, t) in enumerate(tier.items, 1) if is_word(t)]
+    words = pd.DataFrame(rows, columns=["onset", "offset", "text", "interval"])
     if words.empty:
         raise DataError(f"{path}: the word tier {tier.name!r} holds no words (only markers such as sp or "
                         "empty intervals); check the tier")
-    return words.sort_values("onset", kind="stable").reset_index(drop=True)
+    words = words.sort_values("onset", kind="stable").reset_index(drop=True)
+    onset, offset = words["onset"].to_numpy(float), words["offset"].to_numpy(float)
+    if not (np.isfinite(onset) & np.isfinite(offset)).all() or (offset < onset).any():
+        i = int(np.flatnonzero(~(np.isfinite(onset) & np.isfinite(offset)) | (offset < onset))[0])
+        raise DataError(f"{path}: tier {tier.name!r} interval {words['interval'][i]} ({words['text'][i]!r}) has "
+                        f"xmin {onset[i]}, xmax {offset[i]}; an interval needs finite times with xmax >= xmin — "
+                        "fix it in Praat")
+    # A Praat tier's intervals tile time, so two words can share time only in a generated or hand-edited grid
+    # (a merge that doubled a stretch, say); their features would be counted twice.
+    ended = np.maximum.accumulate(offset)
+    same = np.r_[False, (onset[1:] == onset[:-1]) & (offset[1:] == offset[:-1])]
+    overlap = np.r_[False, onset[1:] < ended[:-1] - 1e-9] | same
+    words["overlap"] = overlap
+    if overlap.any():
+        i = int(np.flatnonzero(overlap)[0])
+        msg = (f"{path}: {int(overlap.sum())} word interval(s) of tier {tier.name!r} overlap or repeat an earlier "
+               f"one (first: interval {words['interval'][i]}, {words['text'][i]!r} at {onset[i]}-{offset[i]} s, "
+               f"against {words['text'][i - 1]!r} at {onset[i - 1]}-{offset[i - 1]} s)")
+        if on_overlap == "error":
+            raise DataError(f"{msg}; fix the tier in Praat (each stretch of time once), or set the lebel option "
+                            "on_overlap: warn to keep them, marked in the stimulus column overlap")
+        log.warning("%s; kept (on_overlap: warn) and marked in the stimulus column overlap", msg)
+    return words
 
 
 # --------------------------------------------------------------------------- voxels (shared with bids_fmri)
@@ -378,9 +441,35 @@ def _stories(subject_dir: Path, stories: Iterable[str] | None) -> list[str]:
     return found
 
 
+def lebel_inputs(root: str | Path, subject: str, stories: Sequence[str] | None = None,
+                 test_stories: Sequence[str] = TEST_STORIES, *, coords: str | Path | None = None,
+                 **_other) -> list[Path]:
+    """The files :func:`load_lebel` reads for ``subject`` with the same options, those on disk only.
+
+    respdict.json, the subject's ``<story>.hf5`` (``stories``, else every one in the
+    subject's folder), their TextGrids and ``coords``. The workflow declares them
+    as the load job's inputs so that an edited file loads the subject again; one
+    not on disk is left out (a dry run lists missing data, and the loader names it).
+    The other options change no file read.
+    """
+    deriv = Path(root) / "derivative"
+    subject_dir = deriv / "preprocessed_data" / str(subject)
+    if stories is not None:
+        names = [stories] if isinstance(stories, str) else list(dict.fromkeys(stories))
+    else:
+        names = sorted(p.stem for p in subject_dir.glob("*.hf5")) if subject_dir.is_dir() else []
+    files = [deriv / "respdict.json"]
+    for story in names:
+        files += [subject_dir / f"{story}.hf5", deriv / "TextGrids" / f"{story}.TextGrid"]
+    if coords is not None:
+        files.append(Path(coords))
+    return [f for f in files if f.is_file()]
+
+
 def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = None,
                test_stories: Sequence[str] = TEST_STORIES, *, tr: float = TR, repeats: bool = True,
-               coords: str | Path | None = None, bad_voxels: str = "raise", lang: str = "en") -> LoadedFMRI:
+               coords: str | Path | None = None, bad_voxels: str = "raise", lang: str = "en",
+               word_tier: str | None = None, on_overlap: str = "error") -> LoadedFMRI:
     """Words and responses of one LeBel et al. 2023 subject; see the module doc for the time convention.
 
     ``root`` holds ``derivative/``; ``stories`` defaults to every ``<story>.hf5`` of
@@ -392,7 +481,10 @@ def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = N
     lacks them. ``coords``: a pycortex mask NIfTI or (V, 3) ``.npy`` for
     millimetre coordinates, else the column index. ``bad_voxels``: ``raise`` on
     voxels that are NaN/inf or constant in a run or a repeat, or ``drop`` them
-    everywhere.
+    everywhere. ``word_tier``: the TextGrid tier holding the words when it is not
+    named ``word``/``words``. ``on_overlap``: word intervals that overlap or repeat
+    an earlier one are an ``error``, or with ``warn`` kept, counted in a warning
+    and marked in the stimulus column ``overlap``.
     """
     root = Path(root)
     deriv = root / "derivative"
@@ -435,7 +527,8 @@ def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = N
         data[story], files[story] = arr, path
         if story_reps is not None:
             reps[story] = story_reps
-        words = word_intervals(deriv / "TextGrids" / f"{story}.TextGrid")
+        grid = deriv / "TextGrids" / f"{story}.TextGrid"
+        words = word_intervals(grid, on_overlap, word_tier)
         onset = words["onset"].to_numpy(float) - shift
         offset = np.maximum(words["offset"].to_numpy(float) - shift, onset)
         # HuthLab/deep-fMRI-dataset encoding/feature_spaces.py downsample_word_vectors: every word of the story,
@@ -452,7 +545,8 @@ def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = N
             "unit_id": [f"{story}_{i:05d}" for i in range(len(words))], "run": story,
             "text": words["text"].to_numpy(), "lang": lang, "onset": onset, "offset": offset,
             "word_index": np.arange(len(words)), "split": split, "audio_onset": words["onset"].to_numpy(float),
-            "audio_offset": words["offset"].to_numpy(float)}))
+            "audio_offset": words["offset"].to_numpy(float), "overlap": words["overlap"].to_numpy(bool)}))
+        check_timings(frames[-1], grid, timed=True)
     n_vox = next(iter(data.values())).shape[1]
     xyz = (_pycortex_coords(Path(coords), n_vox) if coords is not None
            else np.arange(n_vox, dtype=np.int64)[:, None])

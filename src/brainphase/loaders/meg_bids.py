@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..stimuli import BrainRun, DataError
-from .words import OWN_COLUMNS, clean_extras, read_events_tsv, words_to_stimuli
+from .words import OWN_COLUMNS, clean_extras, parse_times, read_events_tsv, words_to_stimuli
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ def _unquote(text) -> str:
 def default_word_filter(events: pd.DataFrame) -> pd.DataFrame:
     """Word rows of a BIDS events table in the MEG-MASC or the Armeni layout (see the module doc).
 
-    Returns columns onset, duration, text (+ extras); an empty table when no row is a word.
+    Returns columns onset, duration, text (+ extras), indexed by the events' rows (so errors can name
+    the file's line); an empty table when no row is a word.
     """
     if "trial_type" in events.columns:
         parsed = [_parse_dict(v) for v in events["trial_type"]]
@@ -98,7 +99,7 @@ def default_word_filter(events: pd.DataFrame) -> pd.DataFrame:
             out = pd.DataFrame({
                 "onset": events["onset"].to_numpy()[idx] if idx else [],
                 "duration": events["duration"].to_numpy()[idx] if "duration" in events and idx else np.nan,
-                "text": [_unquote(r.get("word", "")) for r in rows]})
+                "text": [_unquote(r.get("word", "")) for r in rows]}, index=events.index[idx])
             keys = dict.fromkeys(k for r in rows for k in r if k not in ("kind", "word"))
             for k in keys:
                 name = f"event_{k}" if k in OWN_COLUMNS else str(k)
@@ -119,7 +120,7 @@ def default_word_filter(events: pd.DataFrame) -> pd.DataFrame:
             continue
         return pd.DataFrame({"onset": words["onset"].to_numpy(),
                              "duration": words["duration"].to_numpy() if "duration" in words else np.nan,
-                             "text": [_unquote(t) for t in text]})
+                             "text": [_unquote(t) for t in text]}, index=words.index)
     return pd.DataFrame({"onset": [], "duration": [], "text": []})
 
 
@@ -186,14 +187,61 @@ def _word_table(events_file: Path, word_filter, run: str, lang: str, run_end: fl
     if missing:
         raise DataError(f"{events_file}: the word filter returned no {missing} column(s); it must return "
                         "onset (s) and text, optionally duration")
-    words = words[pd.to_numeric(words["onset"], errors="coerce").notna()].copy()
     if words.empty:
         col = next((c for c in ("trial_type", "type", "value") if c in events.columns), None)
         seen = list(dict.fromkeys(events[col].astype(str)))[:10] if col else []
         raise DataError(f"{events_file}: no word events; {col or 'trial_type'} values seen: {seen}. The default "
                         "filter knows MEG-MASC dict strings with kind 'word' and Armeni-style 'word_onset' "
                         "rows; pass a word_filter for other layouts")
+    # The default filter keeps the events' row index, so the error can name the file's line.
+    words = parse_times(words, events_file, lines=word_filter is None,
+                        fix=", or pass a word_filter that drops those rows")
     return words_to_stimuli(words, run, lang, run_end, "train", events_file)
+
+
+def _labels(value) -> set[str] | None:
+    # BIDS labels compare as written and without zero padding (run 1 is run-01).
+    values = _as_list(value)
+    return None if values is None else {v for x in values for v in (x, x.lstrip("0") or "0")}
+
+
+def meg_bids_inputs(bids_root: str | Path, subject: str, task: str | Sequence[str] | None = None,
+                    session: str | Sequence[str] | None = None, runs: str | Sequence[str] | None = None,
+                    **_other) -> list[Path]:
+    """The files :func:`load_meg_bids` reads for ``subject`` with the same options, those on disk only.
+
+    Every file of the subject's ``meg`` folders (``eeg`` when there is no MEG
+    recording, as the loader falls back) whose session, task and run fit the
+    options: the recordings (all parts of a split FIF, the files inside a CTF
+    ``.ds`` folder), their sidecars, channels.tsv (bad channels), events.tsv (the
+    words) and the coordinate files. The workflow declares them as the load
+    job's inputs so that an edited file loads the subject again. Read by MNE-BIDS
+    but left out: participants.tsv and scans.tsv, which only fill subject and
+    date fields the loader does not keep (a new subject would otherwise reload
+    every other one). A missing folder gives no files.
+    """
+    sub_dir = Path(bids_root) / f"sub-{str(subject).removeprefix('sub-')}"
+    wanted = {"task": _labels(task), "ses": _labels(session), "run": _labels(runs)}
+
+    def fits(name: str) -> bool:
+        ents = dict(part.split("-", 1) for part in name.split(".")[0].split("_") if "-" in part)
+        for key, labels in wanted.items():
+            value = ents.get(key)
+            if labels is not None and value is not None and not {value, value.lstrip("0") or "0"} & labels:
+                return False
+        return True
+
+    for datatype in ("meg", "eeg"):
+        folders = [d for d in [sub_dir / datatype, *sorted(sub_dir.glob(f"ses-*/{datatype}"))] if d.is_dir()]
+        entries = [p for d in folders for p in sorted(d.iterdir()) if fits(p.name)]
+        recordings = [p for p in entries if p.name.split(".")[0].endswith(f"_{datatype}")
+                      and p.name.endswith(RECORDING_EXTENSIONS)]
+        if recordings:
+            files = []
+            for p in entries:
+                files += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+            return files
+    return []
 
 
 def load_meg_bids(bids_root: str | Path, subject: str, task: str | Sequence[str] | None = None,

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..stimuli import DataError
+from ..stimuli import DataError, check_timings, show_value, utf8_error
 
 log = logging.getLogger(__name__)
 
 # Stimulus-table columns the loaders write themselves; event keys with these names get an ``event_`` prefix.
 OWN_COLUMNS = ("unit_id", "run", "text", "lang", "onset", "offset", "word_index", "split", "duration")
+BAD_TIME_POLICIES = ("error", "warn")
 
 
 def read_events_tsv(path: str | Path) -> pd.DataFrame:
@@ -28,7 +29,48 @@ def read_events_tsv(path: str | Path) -> pd.DataFrame:
     pandas' default NA list would turn the words "null", "NA" or "nan" into
     missing values, and they are words a story can contain.
     """
-    return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=["n/a", ""])
+    try:
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, na_values=["n/a", ""])
+    except UnicodeDecodeError as err:
+        raise utf8_error(path, "save the events file as UTF-8 (BIDS text files are UTF-8)") from err
+    except pd.errors.ParserError as err:
+        raise DataError(f"{path}: not a tab-separated table ({err}); fix the row it names (a cell count that "
+                        "differs from the header's)") from err
+
+
+def parse_times(words: pd.DataFrame, path: str | Path, on_bad: str = "error", lines: bool = True,
+                fix: str = "") -> pd.DataFrame:
+    """``onset`` (and ``duration`` where given) as seconds; a value that is not a number is an error.
+
+    ``words`` are event rows still holding the file's text, indexed by their row
+    in the file (``lines``: the TSV line is the index + 2, after the header).
+    Onsets must be finite numbers; a duration may be missing (``n/a``: the next
+    onset is used) but not unparsable. ``on_bad="warn"`` drops such rows with a
+    warning that counts them instead. A decimal comma or an ``n/a`` onset would
+    otherwise drop its word without a trace. ``fix`` is appended to the error.
+    """
+    if on_bad not in BAD_TIME_POLICIES:
+        raise ValueError(f"on_bad_onset must be one of {BAD_TIME_POLICIES}, got {on_bad!r}")
+    onset = pd.to_numeric(words["onset"], errors="coerce").astype(float)
+    bad = ~np.isfinite(onset.to_numpy())
+    duration = None
+    if "duration" in words.columns:
+        duration = pd.to_numeric(words["duration"], errors="coerce").astype(float)
+        bad |= (duration.isna() & words["duration"].notna()).to_numpy()
+    if bad.any():
+        first = words.index[np.flatnonzero(bad)[0]]
+        where = f"line {int(first) + 2}" if lines else f"row {first}"
+        raw = ", ".join(f"{c} {show_value(words.loc[first, c])}" for c in ("onset", "duration")
+                        if c in words.columns)
+        msg = (f"{path}: {int(bad.sum())} of {len(words)} word events have an onset or duration that is not a "
+               f"number (first at {where}: {raw}); BIDS times are seconds with a decimal point")
+        if on_bad == "error":
+            raise DataError(f"{msg} — fix those rows (a decimal comma, an n/a onset){fix}")
+        log.warning("%s; dropped those %d word event(s) (on_bad_onset: warn)", msg, int(bad.sum()))
+    words = words.assign(onset=onset)
+    if duration is not None:
+        words["duration"] = duration
+    return words[~bad]
 
 
 def clean_extras(words: pd.DataFrame) -> pd.DataFrame:
@@ -74,6 +116,10 @@ def words_to_stimuli(words: pd.DataFrame, run: str, lang: str, run_end: float, s
     words["onset"] = pd.to_numeric(words["onset"], errors="coerce").astype(float)
     words["duration"] = (pd.to_numeric(words["duration"], errors="coerce") if "duration" in words.columns
                          else np.nan)
+    missing = np.flatnonzero(~np.isfinite(words["onset"].to_numpy()))
+    if missing.size:  # the filter below would count them as outside the run
+        raise DataError(f"{source}: {missing.size} events of run {run} have no numeric onset (first: row "
+                        f"{words.index[missing[0]]}); give every event an onset in seconds")
     words = words.sort_values("onset", kind="stable").reset_index(drop=True)
     inside = (words["onset"] >= 0) & (words["onset"] < run_end)
     if not inside.all():
@@ -91,4 +137,5 @@ def words_to_stimuli(words: pd.DataFrame, run: str, lang: str, run_end: float, s
         "word_index": np.arange(len(words)), "split": split})
     extras = words.drop(columns=[c for c in ("onset", "duration", "text", *drop) if c in words.columns])
     extras = extras.rename(columns={c: f"event_{c}" for c in extras.columns if c in OWN_COLUMNS})
+    check_timings(out, source, timed=True)
     return pd.concat([out, extras.reset_index(drop=True)], axis=1)

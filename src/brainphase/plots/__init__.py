@@ -124,6 +124,17 @@ def encoding_trajectory(summary: pd.DataFrame, groups: pd.DataFrame | None = Non
     return fig
 
 
+def drawable_coords(coords: np.ndarray) -> np.ndarray:
+    """Coordinates a map can be drawn on: a dataset without voxel positions (one column, the
+    voxel index, e.g. LeBel without a pycortex mask) is laid out row by row on a square sheet."""
+    coords = np.asarray(coords)
+    if coords.ndim == 2 and coords.shape[1] == 1:
+        idx = coords[:, 0].astype(int)
+        width = int(np.ceil(np.sqrt(idx.max() + 1))) if idx.size else 1
+        return np.column_stack([idx // width, idx % width])
+    return coords
+
+
 def sheet_image(values: np.ndarray, coords: np.ndarray) -> np.ndarray:
     """Put per-voxel values on the 2-D voxel sheet (NaN where no voxel)."""
     coords = np.asarray(coords, int)
@@ -150,7 +161,7 @@ def encoding_maps(voxels: pd.DataFrame, coords: dict[tuple[str, str], np.ndarray
         v = v[v["layer"] == layer]
         order = v[["step", "tokens"]].drop_duplicates().sort_values("tokens")
         first, last = order["step"].iloc[0], order["step"].iloc[-1]
-        xy = coords[(dataset, subject)]
+        xy = drawable_coords(coords[(dataset, subject)])
         r0, r1 = (_per_voxel(v[v["step"] == s], len(xy)) for s in (first, last))
         lim = np.nanmax(np.abs(np.concatenate([r0, r1])))
         dlim = np.nanmax(np.abs(r1 - r0))

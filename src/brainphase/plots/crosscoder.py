@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import finish_token_axes, plt, sheet_image, sns, token_positions
+from . import drawable_coords, finish_token_axes, plt, sheet_image, sns, token_positions
 
 CLASS_STYLE = {"shared": ("shared", "#7570b3"), "brain": ("brain-dominant", "#d95f02"),
                "lm": ("LM-dominant", "#1b9e77")}
@@ -58,6 +58,7 @@ def decoder_maps(weights: pd.DataFrame, coords: np.ndarray, step: str):
     shown = shown[shown["class"].isin(CLASS_STYLE)]
     ncols = max(1, shown.groupby("class").size().max()) if len(shown) else 1
     classes = [c for c in CLASS_STYLE if c in set(shown["class"])] or ["shared"]
+    coords = drawable_coords(coords)
     fig, axes = plt.subplots(len(classes), ncols, figsize=(2.6 * ncols, 2.4 * len(classes)), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
