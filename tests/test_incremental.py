@@ -85,7 +85,9 @@ def test_new_checkpoint_of_a_trained_model_schedules_only_its_jobs(micro_run, tm
 
     n_fmri, n_meg = _n_subjects(cfg, "fmri"), _n_subjects(cfg, "meg")
     per_checkpoint = {  # the new checkpoint's own jobs (it is not the last: no context sweep, no second SAE seed)
-        "train_toy": 1, "register_toy": 1, "activations_toy": 1, "encoding": n_fmri, "crosscoder": n_fmri,
+        "train_toy": 1, "register_toy": 1, "encoding": n_fmri, "crosscoder": n_fmri,
+        # one activation job per stimulus set: the stories, each probed task's prompts, the SAE corpus
+        "activations_toy": 2 + len(cfg["probing"]["tasks"]),
         "lm_eval": len(cfg["benchmarks"]["tasks"]), "probing": len(cfg["probing"]["tasks"]), "sae": 1,
         "temporal": n_meg, "fingerprint_checkpoint": 1,
     }
@@ -131,7 +133,8 @@ def test_changed_training_recipe_reruns_every_checkpoint(micro_run, tmp_path):
     n_steps = len(cfg["models"][0]["train"]["checkpoints"])
     counts, jobs = _dry_run(wd)
     everything, _ = _dry_run(wd, "--forceall")
-    assert counts["train_toy"] == 1 and counts["register_toy"] == counts["activations_toy"] == n_steps
+    assert counts["train_toy"] == 1 and counts["register_toy"] == n_steps
+    assert counts["activations_toy"] == n_steps * (2 + len(cfg["probing"]["tasks"]))
     # Every job of the first model's checkpoints, as in a run from scratch (--forceall) ...
     for rule in ("register_toy", "activations_toy", "context_activations_toy", "demo_tasks", "lm_eval", "probing",
                  "encoding", "sae", "crosscoder", *PLOTS):

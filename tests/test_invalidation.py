@@ -118,10 +118,10 @@ def _later(path: Path) -> None:
     os.utime(path, (t, t))
 
 
-# Every job behind one subject's brain file and words: its load, the dataset's stimulus set, the
-# checkpoint's activations, the encodings, and the study tables and figures. One activations job per
-# checkpoint writes every stimulus set's file, so the other dataset's subject is encoded again as well.
-ONE_SUBJECT = {"load_subject": 1, "merge_stimuli": 1, "activations_mine": 1, "encoding": 2, "aggregate_encoding": 1,
+# Every job behind one subject's brain file and words, and nothing else: its load, the dataset's
+# stimulus set, that set's activations (one job per checkpoint and stimulus set), that subject's
+# encoding, and the study tables and figures. The other dataset's subject is not encoded again.
+ONE_SUBJECT = {"load_subject": 1, "merge_stimuli": 1, "activations_mine": 1, "encoding": 1, "aggregate_encoding": 1,
                "plot_encoding_trajectory": 1, "plot_encoding_maps": 1}
 
 
@@ -167,7 +167,7 @@ def test_rewritten_local_checkpoint_file_registers_it_again(small_run, tmp_path)
     # The checkpoint's registration, its fingerprint and the duplicates table, the activations of both
     # datasets, both subjects' encodings, the study tables and figures.
     assert _downstream(counts) == {"link_mine": 1, "fingerprint_checkpoint": 1, "checkpoint_duplicates": 1,
-                                   "activations_mine": 1, "encoding": 2, "aggregate_encoding": 1,
+                                   "activations_mine": 2, "encoding": 2, "aggregate_encoding": 1,
                                    "plot_encoding_trajectory": 1, "plot_encoding_maps": 1}, counts
 
 

@@ -26,6 +26,14 @@ def _planned(m: dict) -> int:
     return len(m["hf"]["revisions"]) if m["source"] == "hf" else len(m["local"]["steps"])
 
 
+def _stimulus_sets(cfg: dict) -> int:
+    """Activation jobs per checkpoint: one per stimulus set the study's analyses read."""
+    a = set(cfg["analyses"])
+    sets = {d.get("stimuli", d["name"]) for d in cfg["datasets"]
+            if (d["kind"] == "fmri" and {"encoding", "crosscoder"} & a) or (d["kind"] == "meg" and "temporal" in a)}
+    return len(sets) + (len(cfg["probing"]["tasks"]) if "probing" in a else 0) + ("sae" in a)
+
+
 def test_every_study_in_the_readme_is_shipped():
     assert set(STUDIES) == {"amber-lebel", "llmjp-local", "meg-masc", "olmo2-lebel", "pythia-lebel"}
     readme = (REPO / "README.md").read_text()
@@ -48,10 +56,11 @@ def test_study_dry_runs_on_a_fresh_clone_with_nothing_downloaded(study, tmp_path
     counts = _job_counts(proc.stdout)
     for m in cfg["models"]:
         fetch = f"download_{m['name']}" if m["source"] == "hf" else f"link_{m['name']}"
-        assert counts[fetch] == _planned(m) and counts[f"activations_{m['name']}"] == _planned(m)
+        assert counts[fetch] == _planned(m)
+        assert counts[f"activations_{m['name']}"] == _planned(m) * _stimulus_sets(cfg)
     subjects = sum(len(d["subjects"]) for d in cfg["datasets"])
     assert counts["load_subject"] == subjects and counts["merge_stimuli"] == len(cfg["datasets"])
-    n_steps = sum(counts[f"activations_{m['name']}"] for m in cfg["models"])
+    n_steps = sum(_planned(m) for m in cfg["models"])
     if "encoding" in cfg["analyses"]:
         assert counts["encoding"] == n_steps * subjects
     if "temporal" in cfg["analyses"]:

@@ -21,8 +21,8 @@ def test_dry_run_of_the_demo_schedules_every_checkpoint(tmp_path):
     counts = _job_counts(proc.stdout)
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     n_ckpt = len(cfg["models"][0]["train"]["checkpoints"])
-    # One activation job per checkpoint caches every stimulus set (stories and probe prompts).
-    assert counts["activations_toy"] == n_ckpt
+    # One activation job per checkpoint and stimulus set: the stories, each probed task's prompts, the SAE corpus.
+    assert counts["activations_toy"] == n_ckpt * (2 + len(cfg["probing"]["tasks"]))
     # The small LM runs only the temporal analysis: its own activation jobs, no encoding or benchmarks.
     n_small = len(cfg["models"][1]["train"]["checkpoints"])
     assert counts["activations_toy_small"] == n_small

@@ -1,13 +1,7 @@
-# One job per checkpoint caches every stimulus set the analyses read: the
-# model is loaded once (on a cluster, one GPU allocation) and each set gets its
-# own forward passes and its own file. Adding a stimulus set reruns these jobs;
-# adding a checkpoint schedules only its own.
-
-
-def sites_of(stimset):
-    # Benchmark prompts are probed at one site (probing.site; the paper reads
-    # the MLP output): their files hold that site whatever activations.sites says.
-    return [config["probing"].get("site", "mlp")] if stimset.startswith("probe_") else config["activations"]["sites"]
+# One job per (checkpoint, stimulus set): each set gets its own forward passes
+# and its own file, so an edited dataset reruns only its own cache and what
+# reads it, and the sets of one checkpoint run side by side (on a cluster, one
+# GPU each). Adding a stimulus set or a checkpoint schedules only its own jobs.
 
 
 # One rule per model because what a checkpoint caches depends on the model's
@@ -17,19 +11,21 @@ for _m in models():
     rule:
         name:
             f"activations_{_m}"
+        wildcard_constraints:
+            stimset="|".join(stimsets(_m)) or "^$",
         input:
             checkpoint=f"{R}/checkpoints/{_m}/{{step}}",
-            stimuli=[f"{R}/stimuli/{s}.parquet" for s in stimsets(_m)],
+            stimuli=f"{R}/stimuli/{{stimset}}.parquet",
         output:
-            activation_files(_m),
+            f"{R}/activations/{_m}/{{step}}/{{stimset}}.safetensors",
         params:
             model=_m,
             revision=lambda wc: wc.step,
             tokens=lambda wc, _m=_m: tokens_for(model_entry(config, _m), wc.step),
-            stimsets=stimsets(_m),
-            poolings=[pooling_of(s) for s in stimsets(_m)],
-            windows=[None] * len(stimsets(_m)),
-            sites=[sites_of(s) for s in stimsets(_m)],
+            stimsets=lambda wc: [wc.stimset],
+            poolings=lambda wc: [pooling_of(wc.stimset)],
+            windows=[None],
+            sites=lambda wc: [sites_of(wc.stimset)],
             activations=config["activations"],
             # Token-pooled sets (the SAE corpus) keep only the SAE's site and layer.
             token_site=config["sae"]["site"],
@@ -38,9 +34,9 @@ for _m in models():
             trust_remote_code=model_entry(config, _m).get("trust_remote_code", False),
         threads: threads(f"activations_{_m}", "activations")
         log:
-            f"{R}/logs/activations/{_m}/{{step}}.log",
+            f"{R}/logs/activations/{_m}/{{step}}/{{stimset}}.log",
         benchmark:
-            f"{R}/benchmarks/activations/{_m}/{{step}}.tsv"
+            f"{R}/benchmarks/activations/{_m}/{{step}}/{{stimset}}.tsv"
         conda:
             ENV
         resources:

@@ -237,6 +237,12 @@ def activation_files(model, step="{step}"):
     return [f"{R}/activations/{model}/{step}/{s}.safetensors" for s in stimsets(model)]
 
 
+def sites_of(stimset):
+    # Benchmark prompts are probed at one site (probing.site; the paper reads
+    # the MLP output): their files hold that site whatever activations.sites says.
+    return [config["probing"].get("site", "mlp")] if stimset.startswith("probe_") else config["activations"]["sites"]
+
+
 def context_activation_files(model, step="{step}"):
     # The context-length sweep of the temporal analysis: the MEG stimulus sets
     # again, each word read with only its last `window` tokens.

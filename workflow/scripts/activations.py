@@ -1,4 +1,5 @@
-"""Cache every layer's activations of one checkpoint for each stimulus set the analyses read."""
+"""Cache every layer's activations of one checkpoint for its stimulus set(s): one set per job, or the
+context sweep's sets of one checkpoint together."""
 
 import time
 
@@ -14,7 +15,8 @@ log = setup_job(snakemake.log[0], snakemake.threads, 0)
 cfg = p.activations
 # Every stimulus table is read and checked before the model loads and before any cache is written: a bad
 # (say, empty) table must stop the job without leaving the caches of the sets before it looking finished.
-tables = [read_stimuli(path) for path in snakemake.input.stimuli]
+paths = [snakemake.input.stimuli] if isinstance(snakemake.input.stimuli, str) else list(snakemake.input.stimuli)
+tables = [read_stimuli(path) for path in paths]
 model, tokenizer = load_model(snakemake.input.checkpoint, device=p.device, trust_remote_code=p.trust_remote_code)
 # Sites per stimulus set: probe sets are read at probing.site only (see activations.smk).
 sites_per_set = getattr(p, "sites", None) or [cfg["sites"]] * len(p.stimsets)
