@@ -101,7 +101,7 @@ def test_unknown_depth_is_left_to_the_job(config, tmp_path):
 
 
 def test_layer_of_a_model_that_skips_the_analysis_is_not_checked(config):
-    config["models"][0]["analyses"] = ["encoding", "benchmarks", "probing", "phases", "temporal"]
+    config["models"][0]["analyses"] = ["encoding", "evals", "probing", "phases", "temporal"]
     config["models"][0]["train"]["n_layers"] = 1  # sae.layer 2 and crosscoder.layer 2 are not its concern
     config["phases"]["encoding_layer"] = 1
     config["phases"]["probing_layer"] = 1

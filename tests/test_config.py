@@ -67,14 +67,14 @@ def test_conda_env_pins_agree_with_pyproject():
 
 
 def test_unknown_demo_task_named(config):
-    config["benchmarks"]["tasks"] = ["toyfacts_en", "toyfacts_fr"]
-    with pytest.raises(ConfigError, match=r"benchmarks\.tasks: unknown demo tasks \['toyfacts_fr'\]"):
+    config["evals"]["tasks"] = ["toyfacts_en", "toyfacts_fr"]
+    with pytest.raises(ConfigError, match=r"evals\.tasks: unknown demo tasks \['toyfacts_fr'\]"):
         validate_config(config)
 
 
 def test_task_unknown_to_lm_eval_stops_validation(config):
     """Real task names are checked against lm-eval's registry, offline, before any job."""
-    config["benchmarks"]["tasks"] = ["toyfacts_en", "mmlu", "mmlu_typo"]
+    config["evals"]["tasks"] = ["toyfacts_en", "mmlu", "mmlu_typo"]
     with pytest.raises(ConfigError, match="mmlu_typo") as err:
         validate_config(config)
     assert "'mmlu'" not in str(err.value).split("mmlu_typo")[0][-20:]
@@ -82,8 +82,8 @@ def test_task_unknown_to_lm_eval_stops_validation(config):
 
 def test_probing_tasks_must_be_benchmarked(config):
     config["probing"]["tasks"] = ["toyfacts_ja"]
-    config["benchmarks"]["tasks"] = ["toyfacts_en"]
-    with pytest.raises(ConfigError, match=r"probing\.tasks: \['toyfacts_ja'\] are not in benchmarks\.tasks"):
+    config["evals"]["tasks"] = ["toyfacts_en"]
+    with pytest.raises(ConfigError, match=r"probing\.tasks: \['toyfacts_ja'\] are not in evals\.tasks"):
         validate_config(config)
 
 
@@ -99,7 +99,7 @@ def test_threads_number_or_per_rule_mapping(config):
 
 
 def test_probing_may_read_a_language_of_the_benchmarked_demo_group(config):
-    config["benchmarks"]["tasks"] = ["toyfacts"]
+    config["evals"]["tasks"] = ["toyfacts"]
     config["probing"]["tasks"] = ["toyfacts_ja"]
     validate_config(config)
 
@@ -216,8 +216,8 @@ def test_probing_tasks_matter_only_when_probing_runs():
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["analyses"] = ["encoding"]
     cfg["models"] = cfg["models"][:1]
-    cfg["benchmarks"]["tasks"] = ["not_a_task_anywhere"]
+    cfg["evals"]["tasks"] = ["not_a_task_anywhere"]
     validate_config(cfg, SCHEMA)  # neither benchmarks nor probing run: their tasks are not checked
-    cfg["analyses"] = ["benchmarks"]
+    cfg["analyses"] = ["evals"]
     with pytest.raises(ConfigError, match="not_a_task_anywhere"):
         validate_config(cfg, SCHEMA)

@@ -160,7 +160,7 @@ def test_a_study_dry_run_reports_duplicate_hub_checkpoints_before_any_download(t
 
     wd = make_workdir(tmp_path, REPO / "config/config.yaml")
     study = yaml.safe_load((REPO / "config/pythia-lebel.yaml").read_text())
-    study["analyses"] = ["benchmarks"]
+    study["analyses"] = ["evals"]
     study["models"][0]["hf"]["revisions"] = ["step1000", "step2000", "step143000"]
     (wd / "config/study.yaml").write_text(yaml.safe_dump(study))
     hub = FakeTreeApi({"step1000": _tree("1" * 64), "step2000": _tree("2" * 64), "step143000": _tree("2" * 64)})

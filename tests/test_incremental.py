@@ -88,10 +88,10 @@ def test_new_checkpoint_of_a_trained_model_schedules_only_its_jobs(micro_run, tm
         "train_toy": 1, "register_toy": 1, "encoding": n_fmri, "crosscoder": n_fmri,
         # one activation job per stimulus set: the stories, each probed task's prompts, the SAE corpus
         "activations_toy": 2 + len(cfg["probing"]["tasks"]),
-        "lm_eval": len(cfg["benchmarks"]["tasks"]), "probing": len(cfg["probing"]["tasks"]), "sae": 1,
+        "lm_eval": len(cfg["evals"]["tasks"]), "probing": len(cfg["probing"]["tasks"]), "sae": 1,
         "temporal": n_meg, "fingerprint_checkpoint": 1,
     }
-    tables = {r: 1 for r in ("aggregate_encoding", "aggregate_benchmarks", "aggregate_probing", "phases",
+    tables = {r: 1 for r in ("aggregate_encoding", "aggregate_evals", "aggregate_probing", "phases",
                              "aggregate_sae", "sae_matching", "aggregate_crosscoder", "aggregate_temporal",
                              "checkpoint_duplicates")}
     expected = {**per_checkpoint, **tables, **{p: 1 for p in PLOTS}, "all": 1}

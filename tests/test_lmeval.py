@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from brainphase.benchmarks import (DEFAULT_REAL_TASKS, read_jsonl, run_benchmark, validate_task_names,
+from brainphase.evals import (DEFAULT_REAL_TASKS, read_jsonl, run_benchmark, validate_task_names,
                                    write_demo_tasks)
 from brainphase.toyworld import build_corpus, build_world
 from brainphase.toyworld.stories import ENDINGS
@@ -152,7 +152,7 @@ def test_distractors_token_matched_with_tokenizer(world, checkpoint, tmp_path):
 
 def test_adapter_runs_the_shipped_mmlu_format_group(checkpoint):
     """tests/data/lmeval/microqa (the micro run's real-format local task) through run_benchmark."""
-    from brainphase.benchmarks.harness import num_fewshot_for, resolve_include_path
+    from brainphase.evals.harness import num_fewshot_for, resolve_include_path
 
     include = resolve_include_path(["tests/data/lmeval/microqa"])
     shots = num_fewshot_for({"default": 5, "microqa": 1}, "microqa")

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainphase.benchmarks.harness import num_fewshot_for, resolve_include_path
-from brainphase.benchmarks.prompts import probe_items
+from brainphase.evals.harness import num_fewshot_for, resolve_include_path
+from brainphase.evals.prompts import probe_items
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = ["river", "stone", "lamp", "cloud", "garden", "engine", "violin", "harbor", "pepper", "candle", "forest",
@@ -226,7 +226,7 @@ def test_fewshot_seed_changes_random_demonstrations(task_root):
 
 
 def test_demo_tasks_take_the_same_path(task_root, tmp_path, checkpoint):
-    from brainphase.benchmarks import write_demo_tasks
+    from brainphase.evals import write_demo_tasks
     from brainphase.toyworld import build_world
 
     d = tmp_path / "demo"

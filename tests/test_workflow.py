@@ -29,7 +29,7 @@ def test_dry_run_of_the_demo_schedules_every_checkpoint(tmp_path):
     assert counts["temporal"] == n_ckpt + n_small
     assert counts["temporal_context"] == 2 * len(cfg["temporal"]["context_windows"])
     assert counts["encoding"] == n_ckpt
-    assert counts["lm_eval"] == n_ckpt * len(cfg["benchmarks"]["tasks"])
+    assert counts["lm_eval"] == n_ckpt * len(cfg["evals"]["tasks"])
     assert counts["probing"] == n_ckpt * len(cfg["probing"]["tasks"])
     assert counts["aggregate_encoding"] == counts["phases"] == 1
 
@@ -118,7 +118,7 @@ def test_micro_run_end_to_end(micro_run):
 
 def test_micro_run_benchmarks_probing_phases(micro_run):
     r = micro_run / "results"
-    bench = pd.read_parquet(r / "tables/benchmarks.parquet")
+    bench = pd.read_parquet(r / "tables/evals.parquet")
     items = pd.read_parquet(r / "tables/benchmark_items.parquet")
     # Group rows (microqa) aggregate their subtasks; items belong to the leaf tasks.
     acc = bench[(bench["metric"] == "acc") & bench["task"].isin(set(items["task"]))].set_index(["step", "task"])["value"]

@@ -416,7 +416,7 @@ def extract_last_token_activations(model, tokenizer, units: pd.DataFrame, sites:
     kept = units.loc[~long].reset_index(drop=True)
     if kept.empty:
         raise ValueError(f"all {len(units)} units exceed the model's {max_len} positions; use fewer few-shot "
-                         f"examples (benchmarks.num_fewshot) or a model with a longer context")
+                         f"examples (evals.num_fewshot) or a model with a longer context")
     arrays = extract_activations(model, tokenizer, kept, "last", sites=sites, layers=layers, batch_size=batch_size,
                                  device=device, dtype=dtype)
     return arrays, kept["unit_id"].tolist(), dropped

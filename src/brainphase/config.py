@@ -61,6 +61,9 @@ NAME_PATTERNS = {
 def validate_config(config: dict, schema_path: str | Path = SCHEMA, source: str = "config") -> dict:
     """Raise ConfigError listing every violation (key path + expectation), else return config."""
     schema = yaml.safe_load(Path(schema_path).read_text())
+    if "benchmarks" in config or "benchmarks" in (config.get("analyses") or []):
+        raise ConfigError(f"invalid {source}: the lm-eval stage is now called `evals`; rename the config key "
+                          "`benchmarks:` to `evals:` and `benchmarks` in `analyses` to `evals`")
     _drop_merged_variant_keys(config)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -93,7 +96,7 @@ def _drop_merged_variant_keys(config: dict) -> None:
 
 def _check_semantics(config: dict) -> None:
     if "phases" in config["analyses"]:
-        lacking = sorted({"encoding", "benchmarks", "probing"} - set(config["analyses"]))
+        lacking = sorted({"encoding", "evals", "probing"} - set(config["analyses"]))
         if lacking:
             raise ConfigError(f"config key analyses: phases needs {lacking} too; add them")
     names = [m["name"] for m in config["models"]]
@@ -373,36 +376,36 @@ DEMO_TASKS = ("toyfacts_en", "toyfacts_ja", "toyfacts")
 def _check_task_names(config: dict) -> None:
     """Every benchmark task must be a demo task or known to lm-eval's registry (no download)."""
     analyses = set(config["analyses"])
-    bench = config["benchmarks"]["tasks"] if analyses & {"benchmarks", "probing", "phases"} else []
+    bench = config["evals"]["tasks"] if analyses & {"evals", "probing", "phases"} else []
     probe = config["probing"]["tasks"] if analyses & {"probing", "phases"} else []
     names = list(dict.fromkeys(bench + probe))
     bad_demo = [n for n in names if n.startswith("toyfacts") and n not in DEMO_TASKS]
     if bad_demo:
-        raise ConfigError(f"config key benchmarks.tasks: unknown demo tasks {bad_demo}; "
+        raise ConfigError(f"config key evals.tasks: unknown demo tasks {bad_demo}; "
                           f"the demo world provides {list(DEMO_TASKS)}")
     real = [n for n in names if not n.startswith("toyfacts")]
-    include = config["benchmarks"].get("include_path") or []
+    include = config["evals"].get("include_path") or []
     if real:
         # Importing lm-eval and indexing its ~15k tasks takes seconds: only when needed.
-        from .benchmarks.harness import resolve_include_path, validate_task_names
+        from .evals.harness import resolve_include_path, validate_task_names
 
         try:
             # The same directories the lm_eval and probe_stimuli jobs pass to lm-eval.
             validate_task_names(real, include_path=resolve_include_path(include) or None)
         except ValueError as err:
-            raise ConfigError(f"config key benchmarks.tasks: {err}") from None
-    shots = config["benchmarks"]["num_fewshot"]
+            raise ConfigError(f"config key evals.tasks: {err}") from None
+    shots = config["evals"]["num_fewshot"]
     if isinstance(shots, dict) and names:
         stray = [k for k in shots if k != "default" and k not in names and k not in DEMO_TASKS]
         if stray:
-            raise ConfigError(f"config key benchmarks.num_fewshot: {stray} are not in benchmarks.tasks or "
+            raise ConfigError(f"config key evals.num_fewshot: {stray} are not in evals.tasks or "
                               f"probing.tasks; fix the task names (or drop them)")
     covered = set(bench)
     if "toyfacts" in covered:  # the demo group runs its language tasks
         covered |= set(DEMO_TASKS)
     missing = [n for n in probe if n not in covered]
     if missing:
-        raise ConfigError(f"config key probing.tasks: {missing} are not in benchmarks.tasks; "
+        raise ConfigError(f"config key probing.tasks: {missing} are not in evals.tasks; "
                           "probing reads the items of benchmarked tasks")
 
 

@@ -83,16 +83,16 @@ def required_inputs(config: dict, planned_steps: dict[str, list[str]] | None = N
             out.append(RequiredInput("sae.dictionary", sae["dictionary"], "the concept dictionary of the SAE "
                                      "granularity labels", "a table of synonym/translation pairs; or drop "
                                      "sae.dictionary"))
-    for i, p in enumerate((config.get("benchmarks") or {}).get("include_path") or []):
-        out.append(RequiredInput(f"benchmarks.include_path[{i}]", p, "local lm-eval task definitions",
+    for i, p in enumerate((config.get("evals") or {}).get("include_path") or []):
+        out.append(RequiredInput(f"evals.include_path[{i}]", p, "local lm-eval task definitions",
                                  "the folder holding the task YAML files; or fix the path"))
     return out
 
 
 def _exists(r: RequiredInput) -> bool:
-    if r.key.startswith("benchmarks.include_path"):
+    if r.key.startswith("evals.include_path"):
         # Task folders shipped with the repository resolve from any working directory.
-        from .benchmarks.harness import resolve_include_path
+        from .evals.harness import resolve_include_path
 
         try:
             return bool(resolve_include_path([r.path]))

@@ -14,7 +14,7 @@ Two directions, both scored on held-out items of one fixed split:
 
 Arrays in, arrays out: the caller extracts the last-token activations of the
 question prompts (as lm-eval renders them, see
-:mod:`brainphase.benchmarks.prompts`) and the correct-choice indices;
+:mod:`brainphase.evals.prompts`) and the correct-choice indices;
 :func:`align_items` matches them by unit id and :func:`probe_task` runs every
 layer.
 """

@@ -146,15 +146,15 @@ def truth_files():
 
 
 def benchmark_tasks():
-    return config["benchmarks"]["tasks"]
+    return config["evals"]["tasks"]
 
 
 def include_dirs():
-    """``benchmarks.include_path`` as absolute folders; one not on disk is a missing input (listed at parse)."""
-    from brainphase.benchmarks.harness import resolve_include_path
+    """``evals.include_path`` as absolute folders; one not on disk is a missing input (listed at parse)."""
+    from brainphase.evals.harness import resolve_include_path
 
     found = []
-    for p in config["benchmarks"].get("include_path", []):
+    for p in config["evals"].get("include_path", []):
         try:
             found += resolve_include_path([p])
         except ValueError:
@@ -163,7 +163,7 @@ def include_dirs():
 
 
 def task_dirs(wildcards):
-    """Folders of local task YAMLs for {task}: the demo's for a demo task, else benchmarks.include_path.
+    """Folders of local task YAMLs for {task}: the demo's for a demo task, else evals.include_path.
 
     The lm_eval and probe_stimuli jobs pass the same folders to lm-eval, and rerun when they change.
     """
@@ -173,7 +173,7 @@ def task_dirs(wildcards):
 
 
 def lmeval_jobs(kind):
-    return [f"{R}/lmeval/{m}/{s}/{t}.{kind}.parquet" for m in models("benchmarks") for s in steps(m)
+    return [f"{R}/lmeval/{m}/{s}/{t}.{kind}.parquet" for m in models("evals") for s in steps(m)
             for t in benchmark_tasks()]
 
 
@@ -296,8 +296,8 @@ def all_targets():
         ]
         if truth_files():
             targets.append(f"{R}/tables/encoding_groups.parquet")
-    if "benchmarks" in analyses:
-        targets.append(f"{R}/tables/benchmarks.parquet")
+    if "evals" in analyses:
+        targets.append(f"{R}/tables/evals.parquet")
     if "probing" in analyses:
         targets.append(f"{R}/tables/probing.parquet")
     if "phases" in analyses:

@@ -4,12 +4,12 @@
 
 rule probe_stimuli:
     input:
-        # task_dirs (common.smk): the demo tasks' directory, or benchmarks.include_path.
+        # task_dirs (common.smk): the demo tasks' directory, or evals.include_path.
         tasks=task_dirs,
     output:
         f"{R}/stimuli/probe_{{task}}.parquet",
     params:
-        benchmarks=config["benchmarks"],
+        evals=config["evals"],
         include_path=lambda wc, input: list(input.tasks),
         seed=config["seed"],
     log:

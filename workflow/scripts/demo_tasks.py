@@ -1,6 +1,6 @@
 """Write the demo's lm-eval tasks (fact recall in both languages) from the world's facts."""
 
-from brainphase.benchmarks.tasks import write_demo_tasks
+from brainphase.evals.tasks import write_demo_tasks
 from brainphase.runtime import setup_job
 from brainphase.toyworld import build_world
 

@@ -2,7 +2,7 @@
 
 import time
 
-from brainphase.benchmarks.harness import num_fewshot_for, run_benchmark
+from brainphase.evals.harness import num_fewshot_for, run_benchmark
 from brainphase.checkpoints import resolve_device, verify_checkpoint
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
@@ -10,7 +10,7 @@ from brainphase.runtime import setup_job
 snakemake = snakemake  # noqa: F821
 p = snakemake.params
 wc = snakemake.wildcards
-b = p.benchmarks
+b = p.evals
 log = setup_job(snakemake.log[0], snakemake.threads, p.seed)
 verify_checkpoint(snakemake.input.checkpoint)
 t0 = time.perf_counter()

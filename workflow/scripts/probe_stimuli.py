@@ -1,7 +1,7 @@
 """A task's benchmark items as a stimulus set: each item's prompt exactly as lm-eval renders it."""
 
-from brainphase.benchmarks.harness import num_fewshot_for, set_offline
-from brainphase.benchmarks.prompts import probe_items
+from brainphase.evals.harness import num_fewshot_for, set_offline
+from brainphase.evals.prompts import probe_items
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
 
@@ -9,7 +9,7 @@ snakemake = snakemake  # noqa: F821
 p = snakemake.params
 task = snakemake.wildcards.task
 log = setup_job(snakemake.log[0], 1, p.seed)
-b = p.benchmarks
+b = p.evals
 if b["offline"]:
     set_offline()
 shots = num_fewshot_for(b["num_fewshot"], task)

@@ -58,7 +58,7 @@ def _local_only_manager(tasks: list[str], include_path):
 
 
 def num_fewshot_for(spec, task: str):
-    """The few-shot count of ``task`` under ``benchmarks.num_fewshot``: an int (or null), or a mapping.
+    """The few-shot count of ``task`` under ``evals.num_fewshot``: an int (or null), or a mapping.
 
     A mapping gives counts per config task name plus ``default``; a demo
     language task (``toyfacts_en``) not named falls back to its group's entry
@@ -70,7 +70,7 @@ def num_fewshot_for(spec, task: str):
     if spec is None or isinstance(spec, int):
         return spec
     if not isinstance(spec, dict):
-        raise TypeError(f"benchmarks.num_fewshot must be an int or a mapping, got {spec!r}")
+        raise TypeError(f"evals.num_fewshot must be an int or a mapping, got {spec!r}")
     from .tasks import DEMO_GROUP, DEMO_TASK_PREFIX
 
     if task in spec:
@@ -78,7 +78,7 @@ def num_fewshot_for(spec, task: str):
     if task.startswith(DEMO_TASK_PREFIX + "_") and DEMO_GROUP in spec:
         return spec[DEMO_GROUP]
     if "default" not in spec:
-        raise ValueError(f"benchmarks.num_fewshot has no entry for task {task!r} and no default; add "
+        raise ValueError(f"evals.num_fewshot has no entry for task {task!r} and no default; add "
                          f"'{task}: <n>' or 'default: <n>'")
     return spec["default"]
 
@@ -87,7 +87,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def resolve_include_path(paths, workdir: str | os.PathLike | None = None) -> list[str]:
-    """``benchmarks.include_path`` entries as absolute directories, each checked to exist.
+    """``evals.include_path`` entries as absolute directories, each checked to exist.
 
     A relative entry is taken from the working directory, else from the
     repository (tasks shipped with it, e.g. ``tests/data/lmeval/microqa``,
@@ -103,7 +103,7 @@ def resolve_include_path(paths, workdir: str | os.PathLike | None = None) -> lis
         cands = [p] if p.is_absolute() else [base / p, REPO_ROOT / p]
         hit = next((c for c in cands if c.is_dir()), None)
         if hit is None:
-            raise ValueError(f"benchmarks.include_path: no directory {str(p)!r} (looked at "
+            raise ValueError(f"evals.include_path: no directory {str(p)!r} (looked at "
                              f"{', '.join(str(c) for c in cands)}); fix the path")
         out.append(str(hit.resolve()))
     return out

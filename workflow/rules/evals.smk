@@ -11,7 +11,7 @@ rule demo_tasks:
         directory(DEMO_TASKS),
     params:
         world=config["world"],
-        n_per_relation=config["benchmarks"]["demo_items_per_relation"],
+        n_per_relation=config["evals"]["demo_items_per_relation"],
         seed=config["seed"],
     log:
         f"{R}/logs/demo_tasks.log",
@@ -34,7 +34,7 @@ rule lm_eval:
         metrics=f"{R}/lmeval/{{model}}/{{step}}/{{task}}.metrics.parquet",
         per_item=f"{R}/lmeval/{{model}}/{{step}}/{{task}}.items.parquet",
     params:
-        benchmarks=config["benchmarks"],
+        evals=config["evals"],
         include_path=lambda wc, input: list(input.tasks) or None,
         tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
         device=config["device"],
@@ -53,21 +53,21 @@ rule lm_eval:
         "../scripts/lm_eval.py"
 
 
-rule aggregate_benchmarks:
+rule aggregate_evals:
     input:
         metrics=lmeval_jobs("metrics"),
         per_item=lmeval_jobs("items"),
     output:
-        metrics=f"{R}/tables/benchmarks.parquet",
+        metrics=f"{R}/tables/evals.parquet",
         per_item=f"{R}/tables/benchmark_items.parquet",
     log:
-        f"{R}/logs/aggregate_benchmarks.log",
+        f"{R}/logs/aggregate_evals.log",
     benchmark:
-        f"{R}/benchmarks/aggregate_benchmarks.tsv"
+        f"{R}/benchmarks/aggregate_evals.tsv"
     conda:
         ENV
     resources:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/aggregate_benchmarks.py"
+        "../scripts/aggregate_evals.py"

@@ -52,7 +52,7 @@ def load_tasks(task_name: str, include_path=None, num_fewshot: int | None = None
     tm = _manager(task_name, include_path)
     if task_name not in tm.all_tasks:
         raise ValueError(f"lm-eval knows no task {task_name!r} (include_path={include_path}); fix the name or add "
-                         f"the directory with its YAML to benchmarks.include_path")
+                         f"the directory with its YAML to evals.include_path")
     tasks = tm.load([task_name])["tasks"]
     for task in tasks.values():
         if num_fewshot is not None:
@@ -109,7 +109,7 @@ def probe_items(task_name: str, include_path=None, num_fewshot: int | None = Non
     lm-eval itself with ``num_fewshot`` demonstrations drawn with ``seed``
     over the first ``limit`` test documents (``limit`` as in
     ``simple_evaluate``: an int, or a fraction below 1). Pass the values the
-    benchmark run used (see :func:`brainphase.benchmarks.harness.num_fewshot_for`).
+    benchmark run used (see :func:`brainphase.evals.harness.num_fewshot_for`).
 
     Columns: unit_id (``<leaf task>/<doc_id>``), run (leaf task), text, lang,
     onset/offset (null: prompts are not timed), item_id (the doc's own
