@@ -13,10 +13,10 @@ from brainphase.checkpoints import (
     load_model,
     log_spaced_steps,
     read_checkpoint_metadata,
-    resolve_device,
     verify_checkpoint,
     write_checkpoint_metadata,
 )
+from brainphase.runtime import resolve_device
 from brainphase.io import sha256_file
 from brainphase.toylm import build_model, train_tokenizer
 

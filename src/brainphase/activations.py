@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from brainphase.checkpoints import resolve_device
+from brainphase.runtime import resolve_device
 from brainphase.io import atomic_path, json_default
 
 logger = logging.getLogger(__name__)

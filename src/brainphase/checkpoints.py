@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from brainphase.io import atomic_path, read_json, sha256_file, write_json
+from brainphase.runtime import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -299,33 +300,6 @@ def log_spaced_steps(max_step: int, n: int, first: int = 1) -> list[int]:
 
 
 # ---------------------------------------------------------------- loading
-
-
-def resolve_device(device: str | None = "auto"):
-    """``auto`` → CUDA when present, else CPU."""
-    import torch
-
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available; use device: auto or cpu")
-    return device
-
-
-def resolve_dtype(dtype, device):
-    """``auto`` → float32 on CPU (bf16 matmuls are slow and lossy there), bfloat16 on CUDA."""
-    import torch
-
-    if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(names)}")
-    return names[dtype]
 
 
 def load_model(

@@ -1,4 +1,4 @@
-"""What every workflow job does first: log to its log file, fix threads and seeds."""
+"""The job runtime: what every workflow job does first (log file, threads, seeds), and where torch runs (device, dtype)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,30 @@ def setup_job(log_path: str | None, threads: int = 1, seed: int | None = None) -
 
     sys.excepthook = log_failure
     return log
+
+
+def resolve_device(device: str | None = "auto"):
+    """``auto`` → CUDA when present, else CPU."""
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use device: auto or cpu")
+    return device
+
+
+def resolve_dtype(dtype, device):
+    """``auto`` → float32 on CPU (bf16 matmuls are slow and lossy there), bfloat16 on CUDA."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(names)}")
+    return names[dtype]

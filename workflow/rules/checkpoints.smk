@@ -41,7 +41,7 @@ for _m in config["models"]:
         resources:
             **rule_resources("train", mem_mb=4000, runtime=60, gpu=0),
         script:
-            "../scripts/train_toy_lm.py"
+            "../scripts/checkpoints_train.py"
 
     rule:
         name:
@@ -63,7 +63,7 @@ for _m in config["models"]:
         conda:
             ENV
         script:
-            "../scripts/register_checkpoint.py"
+            "../scripts/checkpoints_register.py"
 
 
 # Local training runs: every checkpoint folder the run has written so far is
@@ -97,7 +97,7 @@ for _m in config["models"]:
         resources:
             **rule_resources("link", mem_mb=1000, runtime=30),
         script:
-            "../scripts/link_checkpoint.py"
+            "../scripts/checkpoints_link.py"
 
 
 # Hugging Face training runs: one download per selected revision. The folder
@@ -127,7 +127,7 @@ for _m in config["models"]:
         resources:
             **rule_resources("download", mem_mb=2000, runtime=120),
         script:
-            "../scripts/download_checkpoint.py"
+            "../scripts/checkpoints_download.py"
 
 
 # Published checkpoints are not always what their names say (several step branches of
@@ -149,7 +149,7 @@ rule fingerprint_checkpoint:
     conda:
         ENV
     script:
-        "../scripts/fingerprint_checkpoint.py"
+        "../scripts/checkpoints_fingerprint.py"
 
 
 rule checkpoint_duplicates:
@@ -167,4 +167,4 @@ rule checkpoint_duplicates:
     conda:
         ENV
     script:
-        "../scripts/checkpoint_duplicates.py"
+        "../scripts/checkpoints_duplicates.py"

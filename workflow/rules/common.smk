@@ -123,7 +123,7 @@ def train_run_dir(m):
     import json
 
     recipe = {k: v for k, v in m["train"].items() if k != "checkpoints"}
-    script = Path(workflow.basedir, "workflow/scripts/train_toy_lm.py").read_bytes()
+    script = Path(workflow.basedir, "workflow/scripts/checkpoints_train.py").read_bytes()
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode() + script).hexdigest()
     return f"{R}/train/{m['name']}/{digest[:12]}"
 

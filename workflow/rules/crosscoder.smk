@@ -85,4 +85,4 @@ rule plot_crosscoder:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/plot_crosscoder.py"
+        "../scripts/crosscoder_plot.py"

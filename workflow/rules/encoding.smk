@@ -50,4 +50,4 @@ rule aggregate_encoding:
         mem_mb=4000,
         runtime=10,
     script:
-        "../scripts/aggregate_encoding.py"
+        "../scripts/encoding_aggregate.py"

@@ -23,7 +23,7 @@ rule demo_tasks:
         mem_mb=1000,
         runtime=5,
     script:
-        "../scripts/demo_tasks.py"
+        "../scripts/evals_demo_tasks.py"
 
 
 rule lm_eval:
@@ -50,7 +50,7 @@ rule lm_eval:
         mem_mb=8000,
         runtime=120,
     script:
-        "../scripts/lm_eval.py"
+        "../scripts/evals.py"
 
 
 rule aggregate_evals:
@@ -70,4 +70,4 @@ rule aggregate_evals:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/aggregate_evals.py"
+        "../scripts/evals_aggregate.py"

@@ -62,4 +62,4 @@ rule plot_phases:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/plot_phases.py"
+        "../scripts/phases_plot.py"

@@ -26,7 +26,7 @@ rule plot_encoding_trajectory:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/plot_encoding_trajectory.py"
+        "../scripts/encoding_plot_trajectory.py"
 
 
 rule plot_encoding_maps:
@@ -52,4 +52,4 @@ rule plot_encoding_maps:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/plot_encoding_maps.py"
+        "../scripts/encoding_plot_maps.py"

@@ -23,7 +23,7 @@ rule probe_stimuli:
         mem_mb=4000,
         runtime=30,
     script:
-        "../scripts/probe_stimuli.py"
+        "../scripts/probing_stimuli.py"
 
 
 rule probing:

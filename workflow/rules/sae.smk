@@ -136,4 +136,4 @@ rule plot_sae:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/plot_sae.py"
+        "../scripts/sae_plot.py"

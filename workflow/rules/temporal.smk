@@ -22,7 +22,7 @@ rule word_epochs:
         mem_mb=4000,
         runtime=10,
     script:
-        "../scripts/word_epochs.py"
+        "../scripts/temporal_epochs.py"
 
 
 rule temporal:
@@ -124,4 +124,4 @@ rule plot_temporal:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/plot_temporal.py"
+        "../scripts/temporal_plot.py"

@@ -5,7 +5,7 @@ import time
 import pandas as pd
 
 from brainphase.activations import subject_activations
-from brainphase.checkpoints import resolve_device
+from brainphase.runtime import resolve_device
 from brainphase.crosscoder import save_crosscoder
 from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
 from brainphase.io import write_parquet

@@ -5,7 +5,8 @@ import time
 import pandas as pd
 
 from brainphase.activations import activation_memmap, load_activations
-from brainphase.checkpoints import load_model, resolve_device
+from brainphase.checkpoints import load_model
+from brainphase.runtime import resolve_device
 from brainphase.io import write_parquet, write_text
 from brainphase.runtime import setup_job
 from brainphase.sae import save_sae

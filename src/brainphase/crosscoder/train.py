@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..checkpoints import resolve_device
+from ..runtime import resolve_device
 from ..sae.loss import auxk_codes
 from .model import BrainLMCrosscoder
 

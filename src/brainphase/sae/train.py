@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..checkpoints import resolve_device
+from ..runtime import resolve_device
 from .loss import auxk_loss, normalized_mse
 from .model import TopKSAE
 
