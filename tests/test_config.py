@@ -152,7 +152,7 @@ def test_per_model_threads_fall_back_to_the_stage():
 def test_hf_model_revisions_and_tokens_from_the_cached_listing(config, tmp_path, monkeypatch):
     import pandas as pd
 
-    from brainphase.config import revisions, tokens_for
+    from brainphase.sources import revisions, tokens_for
 
     monkeypatch.chdir(tmp_path)
     model = {"name": "olmo", "source": "hf", "hf": {"repo_id": "allenai/OLMo-2-1124-7B", "family": "olmo2",
@@ -199,7 +199,7 @@ def test_loader_datasets_need_a_path_and_known_options():
 
 
 def test_hf_revisions_named_explicitly_need_no_listing(tmp_path, monkeypatch):
-    from brainphase.config import revisions, tokens_for
+    from brainphase.sources import revisions, tokens_for
 
     monkeypatch.chdir(tmp_path)  # no resources/revisions cache here, and no network in tests
     model = {"name": "olmo", "source": "hf", "hf": {"repo_id": "allenai/OLMo-2-1124-7B", "family": "olmo2",

@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     """
     import argparse
 
-    from .config import REVISION_CACHE, revisions, validate_config
+    from .config import validate_config
+    from .sources import REVISION_CACHE, revisions
     from .download import DEFAULT_PATTERNS
 
     parser = argparse.ArgumentParser(prog="python -m brainphase.fingerprints", description=main.__doc__)

@@ -45,7 +45,7 @@ def _bids(d: dict) -> list[RequiredInput]:
 
 
 def _local_model(m: dict, planned_steps: list[str]) -> list[RequiredInput]:
-    from .config import local_checkpoint_dir
+    from .sources import local_checkpoint_dir
 
     key = f"models[{m['name']}].local.root"
     how = ("write the training run's checkpoints there in Hugging Face format (config.json, tokenizer, "

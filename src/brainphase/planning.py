@@ -191,7 +191,7 @@ def known_duplicates(config: dict, steps: dict[str, list[str]], results: str | P
                 known[step] = json.loads(f.read_text()).get("fingerprint")
         fps = {s: known.get(s) for s in steps[name]}
         if any(v is not None for v in fps.values()):
-            from .config import tokens_for
+            from .sources import tokens_for
 
             tables.append(duplicate_table(name, fps, {s: tokens_for(m, s) for s in steps[name]}))
     if not tables:

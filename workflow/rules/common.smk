@@ -10,13 +10,11 @@ from brainphase.config import (  # noqa: E402
     ConfigError,
     check_device,
     dataset_entry,
-    local_checkpoint_dir,
     model_entry,
-    revisions,
     threads_for,
-    tokens_for,
     validate_config,
 )
+from brainphase.sources import local_checkpoint_dir, revisions, tokens_for  # noqa: E402
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
