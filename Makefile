@@ -8,7 +8,7 @@ CORES  ?= all
 # Tests and CI: no hub, no dataset downloads, one thread per process.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo test dry-run lint clean
+.PHONY: setup demo demo-check test dry-run lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/snakemake --cores $(CORES)
+
+# The demo's tables, byte for byte, against the checksums recorded in tests/data.
+demo-check: demo
+	grep -v '^#' tests/data/demo_tables.sha256 | (cd results/tables && sha256sum --check --strict -)
 
 dry-run: setup
 	$(BIN)/snakemake -n

@@ -9,6 +9,8 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/paths.smk"
+include: "workflow/rules/targets.smk"
 include: "workflow/rules/stimuli.smk"
 include: "workflow/rules/checkpoints.smk"
 include: "workflow/rules/activations.smk"
@@ -19,7 +21,6 @@ include: "workflow/rules/sae.smk"
 include: "workflow/rules/crosscoder.smk"
 include: "workflow/rules/temporal.smk"
 include: "workflow/rules/phases.smk"
-include: "workflow/rules/plots.smk"
 
 
 rule all:

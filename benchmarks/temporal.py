@@ -1,4 +1,4 @@
-"""Benchmark the lag x layer decoding (METHODS §7) against a scikit-learn loop.
+"""Benchmark the lag x layer decoding against a scikit-learn loop.
 
 Run as::
 

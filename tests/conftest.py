@@ -1,4 +1,5 @@
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,3 +43,18 @@ def micro_run(tmp_path_factory):
     proc = run_snakemake(wd, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wd
+
+
+# Stages run by one generic rule for every model, whose jobs the tests count per model.
+PER_MODEL = ("train", "register", "link", "download", "activations", "context_activations")
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """Jobs per rule in a dry run's output (with its total); the per-model stages (checkpoints in and
+    activations) are counted per model, as `<rule>_<model>` (`activations_toy`, `download_pythia`)."""
+    counts = {}
+    for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", stdout, re.M):
+        model = re.search(r"^    wildcards: (?:.*, )?model=([^,\n]+)", m.group(2), re.M)
+        rule = f"{m.group(1)}_{model.group(1)}" if m.group(1) in PER_MODEL and model else m.group(1)
+        counts[rule] = counts.get(rule, 0) + 1
+    return {**counts, "total": sum(counts.values())} if counts else {}

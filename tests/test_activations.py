@@ -7,13 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from brainphase.activations import (
-    extract_activations,
-    load_activations,
-    save_activations,
-    site_names,
-    word_token_positions,
-)
+from brainphase.activations.extract import extract_activations
+from brainphase.activations.items import word_token_positions
+from brainphase.activations.sites import site_names
+from brainphase.contracts.activations import load_activations, save_activations
 from brainphase.toylm import build_model, train_tokenizer
 
 torch.set_num_threads(1)
@@ -252,7 +249,7 @@ def test_save_checks_metadata_and_shapes(tmp_path):
 
 @pytest.mark.parametrize("max_position", [256, 24])
 def test_token_pooling_every_token_and_words_end_where_word_pooling_reads(tokenizer, word_units, max_position):
-    from brainphase.activations import extract_token_activations
+    from brainphase.activations.extract import extract_token_activations
 
     m = tiny_model(tokenizer, max_position)  # 24 positions: stories are read in overlapping windows
     arrays, tokens = extract_token_activations(m, tokenizer, word_units, sites=["resid"], layers=[1, 3])
@@ -279,7 +276,7 @@ def test_token_pooling_every_token_and_words_end_where_word_pooling_reads(tokeni
 
 
 def test_activation_memmap_reads_the_stored_tensor_without_loading(tmp_path):
-    from brainphase.activations import activation_memmap
+    from brainphase.contracts.activations import activation_memmap
 
     rng = np.random.default_rng(0)
     arrays = {"resid.0": rng.normal(size=(7, 5)).astype(np.float16),

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from brainphase.checkpoints import CheckpointError, link_local_checkpoint, verify_checkpoint
-from brainphase.download import DownloadError, download_checkpoint
-from brainphase.revisions import parse_revision
+from brainphase.contracts.checkpoint import CheckpointError, verify_checkpoint
+from brainphase.sources.download import DownloadError, download_checkpoint
+from brainphase.sources.families import parse_revision
+from brainphase.sources.local import link_local_checkpoint
 
 REPO = "EleutherAI/pythia-14m"
 REV = parse_revision("pythia", "step1000")

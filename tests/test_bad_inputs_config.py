@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from brainphase.config import ConfigError, check_device, validate_config
+from brainphase.config import ConfigError, validate_config
+from brainphase.invocation import check_device
 
 REPO = Path(__file__).resolve().parents[1]
 MICRO = yaml.safe_load((REPO / "tests/data/micro.yaml").read_text())
@@ -144,7 +145,7 @@ def test_bad_temporal_site(config):
 
 def _files_dataset(config, tmp_path, monkeypatch, lengths):
     """The fMRI dataset as user-written files (results/brain, results/stimuli) with runs of ``lengths`` TRs."""
-    from brainphase.stimuli import BrainRun, write_brain
+    from brainphase.contracts.brain import BrainRun, write_brain
 
     monkeypatch.chdir(tmp_path)
     d = config["datasets"][0]
@@ -179,7 +180,7 @@ def test_trim_within_the_runs_on_disk_passes(config, tmp_path, monkeypatch):
 
 
 def _short_subject():
-    from brainphase.stimuli import BrainData, BrainRun
+    from brainphase.contracts.brain import BrainData, BrainRun
 
     brain = BrainData({"a": BrainRun(np.zeros((6, 3)), "train"), "b": BrainRun(np.zeros((20, 3)), "test")},
                       2.0, np.zeros((3, 2)))
@@ -191,11 +192,13 @@ def _short_subject():
 def test_bad_encoding_trim_in_the_job():
     # Before the brain files exist validation cannot know the runs: the job names the key.
     from brainphase.encoding.pipeline import encode_layers
+    from brainphase.encoding.settings import EncodingSettings
 
     brain, stimuli = _short_subject()
     with pytest.raises(ConfigError, match=r"config key encoding\.trim: 3 TRs .* run\(s\) \['a'\].* lower encoding\.trim"):
-        encode_layers({"resid.0": np.zeros((2, 4))}, stimuli, brain, delays=[1], trim=3, alphas=[1.0],
-                      cv_splits=2, n_perm=10, block_size=2, fdr_q=0.05, seed=0, backend="numpy")
+        encode_layers({"resid.0": np.zeros((2, 4))}, stimuli, brain,
+                      EncodingSettings(delays=[1], trim=3, alphas=[1.0], cv_splits=2, n_perm=10, block_size=2,
+                                       fdr_q=0.05, seed=0, backend="numpy"))
 
 
 def test_bad_crosscoder_trim_in_the_job():

@@ -20,10 +20,11 @@ import pandas as pd
 import pytest
 
 from brainphase.encoding.delays import prepare_design, zscore_runs
-from brainphase.loaders.lebel import load_lebel, read_textgrid, word_intervals
+from brainphase.loaders.lebel import load_lebel
+from brainphase.loaders.textgrid import read_textgrid, word_intervals
 from brainphase.loaders.words import read_events_tsv
-from brainphase.stimuli import (STIMULUS_COLUMNS, BrainRun, DataError, check_alignment, read_brain, read_stimuli,
-                                write_brain)
+from brainphase.contracts.brain import BrainRun, check_alignment, read_brain, write_brain
+from brainphase.contracts.stimuli import STIMULUS_COLUMNS, DataError, read_stimuli
 from realformats import textgrid_long
 
 REPO = Path(__file__).resolve().parents[1]
@@ -182,7 +183,7 @@ def test_bad_textgrid_overlapping_intervals(tmp_path, caplog):
     assert "on_overlap: warn" in line and "fix the tier in Praat" in line
 
     # on_overlap=warn keeps them, counted in the log and marked in the loaded data
-    with caplog.at_level(logging.WARNING, logger="brainphase.loaders.lebel"):
+    with caplog.at_level(logging.WARNING, logger="brainphase.loaders.textgrid"):
         out = load_lebel(tmp_path, "UTS01", test_stories=(), on_overlap="warn")
     assert out.stimuli["text"].tolist() == ["the", "smoke", "smoke", "rose"]
     assert out.stimuli["overlap"].tolist() == [False, False, True, True]
@@ -330,9 +331,9 @@ def test_bad_stimuli_without_word_index(tmp_path):
         assert run["word_index"].tolist() == list(range(len(run)))
         assert run["unit_id"].tolist() == sorted(run["unit_id"])  # position in the run's own order
 
-    from brainphase.activations import _check_texts
+    from brainphase.activations.items import check_texts
 
-    _check_texts(got, ("unit_id", "run", "text", "word_index"))
+    check_texts(got, ("unit_id", "run", "text", "word_index"))
 
 
 # ----------------------------------------------------------------------------- 7. split values
@@ -371,7 +372,7 @@ def test_bad_empty_stimulus_table(tmp_path):
 def test_bad_empty_stimulus_table_writes_no_cache(tmp_path, monkeypatch):
     """The activation job refuses an empty table before it loads a model or writes any cache, even for the
     sets listed before the empty one (a 0-row cache looks finished to every later rule)."""
-    import brainphase.checkpoints
+    import brainphase.contracts.checkpoint
     import brainphase.runtime
 
     good, empty = tmp_path / "good.parquet", tmp_path / "empty.parquet"
@@ -382,7 +383,7 @@ def test_bad_empty_stimulus_table_writes_no_cache(tmp_path, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the stimulus tables were checked")
 
-    monkeypatch.setattr(brainphase.checkpoints, "load_model", no_model)
+    monkeypatch.setattr(brainphase.contracts.checkpoint, "load_model", no_model)
     monkeypatch.setattr(brainphase.runtime, "setup_job", lambda *a, **k: logging.getLogger("brainphase"))
     snakemake = SimpleNamespace(
         params=SimpleNamespace(activations={"sites": ["resid"], "context_window": 8, "batch_size": 2},

@@ -8,14 +8,16 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
-from brainphase.checkpoints import (
+from brainphase.contracts.checkpoint import (
     CheckpointError,
+    discover_local_steps,
     load_model,
-    log_spaced_steps,
     read_checkpoint_metadata,
     verify_checkpoint,
     write_checkpoint_metadata,
 )
+from brainphase.sources.local import link_local_checkpoint
+from brainphase.sources.train import log_spaced_steps
 from brainphase.runtime import resolve_device
 from brainphase.io import sha256_file
 from brainphase.toylm import build_model, train_tokenizer
@@ -87,7 +89,7 @@ def test_listed_file_missing(checkpoint):
 
 def test_unlisted_file_only_warns(checkpoint, caplog):
     (checkpoint / "README.md").write_text("notes")
-    with caplog.at_level(logging.WARNING, logger="brainphase.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="brainphase.contracts.checkpoint"):
         verify_checkpoint(checkpoint)
     assert "README.md" in caplog.text
 
@@ -104,7 +106,7 @@ def test_load_model_verifies_first(checkpoint):
 
 
 def test_load_model_warns_on_remote_code(checkpoint, caplog):
-    with caplog.at_level(logging.WARNING, logger="brainphase.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="brainphase.contracts.checkpoint"):
         load_model(checkpoint, device="cpu", trust_remote_code=True)
     assert "trust_remote_code" in caplog.text
 
@@ -150,7 +152,6 @@ def _fake_run(root, steps, weights=True):
 
 
 def test_local_run_steps_are_discovered_and_half_written_folders_wait(tmp_path):
-    from brainphase.checkpoints import discover_local_steps
 
     _fake_run(tmp_path, [0, 100, 20])
     _fake_run(tmp_path, [300], weights=False)  # still being written
@@ -163,7 +164,6 @@ def test_local_run_steps_are_discovered_and_half_written_folders_wait(tmp_path):
 
 
 def test_local_checkpoint_is_linked_with_a_manifest_that_catches_later_changes(tmp_path):
-    from brainphase.checkpoints import link_local_checkpoint
 
     _fake_run(tmp_path / "run", [20])
     src = tmp_path / "run/checkpoint-20"

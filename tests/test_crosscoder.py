@@ -1,4 +1,4 @@
-"""Brain–LM crosscoder (METHODS §9) against a planted world, closed forms and the time-shuffle null."""
+"""Brain–LM crosscoder against a planted world, closed forms and the time-shuffle null."""
 
 import json
 

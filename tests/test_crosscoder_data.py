@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainphase.crosscoder.data import crosscoder_inputs, delayed_mean, delays_in_trs, heard_before
-from brainphase.stimuli import BrainData, BrainRun
+from brainphase.crosscoder.data import crosscoder_inputs, delayed_mean, heard_before
+from brainphase.encoding.delays import delays_in_trs
+from brainphase.contracts.brain import BrainData, BrainRun
 
 
 def test_delayed_mean_is_the_mean_of_past_trs_within_a_run():

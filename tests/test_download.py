@@ -10,9 +10,9 @@ import pytest
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors.numpy import save_file
 
-from brainphase.checkpoints import CheckpointError, read_checkpoint_metadata
-from brainphase.download import DownloadError, RevisionMissingError, download_checkpoint, verify_download
-from brainphase.revisions import parse_revision
+from brainphase.contracts.checkpoint import CheckpointError, read_checkpoint_metadata
+from brainphase.sources.download import DownloadError, RevisionMissingError, download_checkpoint, verify_download
+from brainphase.sources.families import parse_revision
 
 REPO = "EleutherAI/pythia-14m"
 REV = parse_revision("pythia", "step1000")

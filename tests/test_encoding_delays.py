@@ -1,4 +1,4 @@
-"""FIR delays, per-run z-scoring and trimming (METHODS §3.2–3.3)."""
+"""FIR delays, per-run z-scoring and trimming."""
 
 import numpy as np
 import pytest

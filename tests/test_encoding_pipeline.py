@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from brainphase.encoding.pipeline import encode_layers
+from brainphase.encoding.settings import EncodingSettings
 from brainphase.encoding.summary import group_trajectories, scored_voxels, summarise_voxels
-from brainphase.stimuli import BrainData, BrainRun
+from brainphase.contracts.brain import BrainData, BrainRun
 from brainphase.toyworld.fmri import events_to_bold
 
 
@@ -37,8 +38,9 @@ def planted():
     A = np.concatenate(acts)
     layers = {"resid.0": A, "resid.1": rng.standard_normal(A.shape)}  # layer 1: unrelated features
     brain = BrainData(runs, tr, np.stack([np.zeros(n_vox), np.arange(n_vox)], 1))
-    v = encode_layers(layers, stimuli, brain, delays=[1, 2, 3, 4], trim=3, alphas=np.logspace(-1, 3, 5),
-                      cv_splits=5, n_perm=200, block_size=10, fdr_q=0.05, seed=0, backend="numpy")
+    settings = EncodingSettings(delays=[1, 2, 3, 4], trim=3, alphas=np.logspace(-1, 3, 5), cv_splits=5, n_perm=200,
+                                block_size=10, fdr_q=0.05, seed=0, backend="numpy")
+    v = encode_layers(layers, stimuli, brain, settings)
     for k, val in dict(model="m", step="step0", tokens=0, dataset="d", subject="s").items():
         v[k] = val
     return v
@@ -77,7 +79,7 @@ def test_group_trajectories_pick_the_best_layer(planted):
 def test_annotation_units_are_averaged_over_the_trs_they_overlap():
     """One text per 4 s on a 2-s grid: each TR's feature is its own annotation's vector, not a Lanczos blur."""
     from brainphase.encoding.runs import features_per_run
-    from brainphase.stimuli import BrainData, BrainRun
+    from brainphase.contracts.brain import BrainData, BrainRun
 
     acts = np.arange(10, dtype=float)[:, None] * np.array([[1.0, -1.0]])
     stimuli = pd.DataFrame({"run": "r", "onset": np.arange(10) * 4.0, "offset": np.arange(10) * 4.0 + 4.0})

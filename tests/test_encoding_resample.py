@@ -1,4 +1,4 @@
-"""Lanczos resampling and annotation overlap means (METHODS §3.1)."""
+"""Lanczos resampling and annotation overlap means."""
 
 import math
 

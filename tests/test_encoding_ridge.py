@@ -1,4 +1,4 @@
-"""GroupedRidgeCV against closed forms, brute-force grouped CV and scikit-learn (METHODS §3.4)."""
+"""GroupedRidgeCV against closed forms, brute-force grouped CV and scikit-learn."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Correlations, block permutations, FDR, noise ceiling and the end-to-end encoding fit (METHODS §3.5–3.7)."""
+"""Correlations, block permutations, FDR, noise ceiling and the end-to-end encoding fit."""
 
 import itertools
 import math

@@ -3,14 +3,13 @@
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 from safetensors.torch import save_file
 
-from brainphase.checkpoints import CheckpointError, write_checkpoint_metadata
-from brainphase.fingerprints import (
+from brainphase.contracts.checkpoint import CheckpointError, write_checkpoint_metadata
+from brainphase.sources.fingerprints import (
     cached_hub_fingerprints,
     duplicate_table,
     fingerprint_cache_path,
@@ -151,11 +150,11 @@ def test_hub_errors_name_the_repo_revision_and_fix(tmp_path):
 
 
 def test_a_study_dry_run_reports_duplicate_hub_checkpoints_before_any_download(tmp_path, monkeypatch):
-    """`python -m brainphase.fingerprints <study>` reads the hub's listing once; the dry run then names both revisions."""
+    """`python -m brainphase.sources.fingerprints <study>` reads the hub's listing once; the dry run then names both revisions."""
     import huggingface_hub
     import yaml
 
-    from brainphase.fingerprints import main
+    from brainphase.sources.fingerprints import main
     from conftest import REPO, make_workdir, run_snakemake
 
     wd = make_workdir(tmp_path, REPO / "config/config.yaml")

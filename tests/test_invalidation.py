@@ -8,7 +8,6 @@ jobs of a dry run.
 """
 
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import yaml
 pytest.importorskip("h5py")
 pytest.importorskip("nibabel")
 
-from conftest import REPO, make_workdir, run_snakemake  # noqa: E402
+from conftest import REPO, job_counts, make_workdir, run_snakemake  # noqa: E402
 from realformats import write_bids_fmri, write_lebel  # noqa: E402
 
 from brainphase.loaders.dataset import subject_inputs  # noqa: E402
@@ -94,8 +93,7 @@ def _dry_run(wd: Path) -> dict[str, int]:
     if "Job stats:" not in out:
         assert "Nothing to be done" in out + proc.stderr, out[-3000:]
         return {}
-    table = out.split("Job stats:")[1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    return job_counts(out)
 
 
 def _rewrite(path: Path, text: bytes) -> None:

@@ -12,8 +12,10 @@ nib = pytest.importorskip("nibabel")
 pytest.importorskip("nilearn")
 
 from brainphase.loaders.bids_fmri import load_bids_fmri  # noqa: E402
-from brainphase.loaders.lebel import load_lebel, read_textgrid, word_intervals  # noqa: E402
-from brainphase.stimuli import BrainData, DataError, check_alignment, read_brain, write_brain  # noqa: E402
+from brainphase.loaders.lebel import load_lebel  # noqa: E402
+from brainphase.loaders.textgrid import read_textgrid, word_intervals  # noqa: E402
+from brainphase.contracts.brain import BrainData, check_alignment, read_brain, write_brain  # noqa: E402
+from brainphase.contracts.stimuli import DataError  # noqa: E402
 from realformats import q, textgrid_long  # noqa: E402
 
 # ----------------------------------------------------------------------------- LeBel et al. (ds003020)

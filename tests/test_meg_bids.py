@@ -10,7 +10,8 @@ mne = pytest.importorskip("mne")
 mne_bids = pytest.importorskip("mne_bids")
 
 from brainphase.loaders.meg_bids import default_word_filter, load_meg_bids  # noqa: E402
-from brainphase.stimuli import BrainData, DataError, check_alignment, read_stimuli  # noqa: E402
+from brainphase.contracts.brain import BrainData, check_alignment  # noqa: E402
+from brainphase.contracts.stimuli import DataError, read_stimuli  # noqa: E402
 from brainphase.temporal.epochs import word_epochs  # noqa: E402
 
 SFREQ = 100.0

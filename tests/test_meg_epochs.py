@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainphase.stimuli import BrainData, BrainRun, DataError
+from brainphase.contracts.brain import BrainData, BrainRun
+from brainphase.contracts.stimuli import DataError
 from brainphase.temporal.epochs import read_epochs, word_epochs, write_epochs
 
 SFREQ = 100.0

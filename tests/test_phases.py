@@ -20,7 +20,7 @@ from brainphase.phases import (
 
 NAMES = ["encoding", "benchmark", "probing"]
 
-# Trajectories shaped like the paper's: 28 log-spaced checkpoints from 1e9 to
+# Trajectories shaped like those of Nakagi et al. 2025: 28 log-spaced checkpoints from 1e9 to
 # 4e12 tokens; alignment until 1e10, detachment until 1e11, realignment after.
 N = 28
 X = np.log10(np.logspace(9, np.log10(4e12), N))
@@ -112,7 +112,7 @@ def test_continuous_fit_joins_segments_and_refines_within_the_gap():
 
 # --------------------------------------------------------------------------- recovery
 def test_triple_phase_recovered_at_realistic_noise():
-    """Breaks within one checkpoint and the paper's three labels, at sd 0.004 per point."""
+    """Breaks within one checkpoint and the three labels of Nakagi et al. 2025, at sd 0.004 per point."""
     sd, hits = 0.004, []
     for rep in range(40):
         rng = np.random.default_rng(100 + rep)

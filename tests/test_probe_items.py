@@ -268,7 +268,7 @@ def _run_script(name, **ns):
 
 def test_overlong_prompt_is_dropped_and_counted(tmp_path):
     """activations.py drops the too-long prompt and lists it; probing.py reports n_dropped, probes the rest."""
-    from brainphase.activations import load_activations
+    from brainphase.contracts.activations import load_activations
     from brainphase.toylm import build_model, train_tokenizer
     from brainphase.toylm.train import save_checkpoint
 

@@ -14,7 +14,7 @@ from brainphase.probing import (
     r_histogram,
     split_items,
 )
-from brainphase.stimuli import DataError
+from brainphase.contracts.stimuli import DataError
 
 N_ITEMS, N_CHOICES, N_NEURONS = 400, 4, 64
 

@@ -9,9 +9,11 @@ import pytest
 import yaml
 
 from brainphase.loaders.annotations import read_annotations, run_annotations
-from brainphase.loaders.dataset import SOURCES, loader_options, merge_stimuli, subject_events
+from brainphase.loaders.dataset import loader_options, merge_stimuli, subject_events
+from brainphase.loaders.registry import LOADERS
 from brainphase.loaders.words import event_offsets, read_events_tsv, words_to_stimuli
-from brainphase.stimuli import BrainRun, DataError, read_brain, subject_view, write_brain
+from brainphase.contracts.brain import BrainRun, read_brain, subject_view, write_brain
+from brainphase.contracts.stimuli import DataError
 from conftest import REPO
 
 
@@ -92,11 +94,10 @@ def test_annotation_tables(tmp_path):
 def test_schema_options_are_the_loaders_keywords():
     """A loader argument the schema forgets could never be set; one it invents would crash the job."""
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    for source in SOURCES:
+    for source, loader in LOADERS.items():
         props = set(schema["$defs"][f"options_{source}"]["properties"])
         assert props == set(loader_options(source)), source
-        module, name, _ = SOURCES[source]
-        assert inspect.signature(getattr(__import__(module, fromlist=[name]), name)).parameters
+        assert inspect.signature(loader.load_function()).parameters
 
 
 def test_load_subject_rejects_unknown_options(tmp_path):

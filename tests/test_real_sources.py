@@ -14,7 +14,8 @@ pytest.importorskip("mne_bids")
 from conftest import make_workdir, run_snakemake  # noqa: E402
 from realformats import write_bids_fmri, write_lebel, write_meg_bids  # noqa: E402
 
-from brainphase.stimuli import read_brain, read_stimuli  # noqa: E402
+from brainphase.contracts.brain import read_brain  # noqa: E402
+from brainphase.contracts.stimuli import read_stimuli  # noqa: E402
 from brainphase.temporal.epochs import read_epochs  # noqa: E402
 
 STEP = "step40"

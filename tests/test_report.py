@@ -138,15 +138,17 @@ def test_rulegraph_of_the_default_config_is_dot_with_every_stage(default_workdir
     assert len(rules) == len(nodes)  # one node per rule
     listed = set(run_snakemake(default_workdir, "--list-rules").stdout.split())
     assert rules <= listed
-    stages = {"toy_world", "train_toy", "register_toy", "activations_toy", "encoding", "aggregate_encoding",
-              "lm_eval", "probing", "phases", "sae", "sae_matching", "crosscoder", "word_epochs", "temporal",
-              "temporal_context", "train_toy_small", "register_toy_small", "all"}
+    # One rule per stage, whichever model it serves.
+    stages = {"toy_world", "toy_stimuli", "toy_subject", "train", "register", "activations", "context_activations",
+              "encoding", "aggregate_encoding", "lm_eval", "probing", "phases", "sae", "sae_matching", "crosscoder",
+              "word_epochs", "temporal", "temporal_context", "all"}
     assert stages | {r for r in listed if r.startswith("plot_")} <= rules
-    for edge in [("train_toy", "register_toy"), ("register_toy", "activations_toy"), ("activations_toy", "encoding"),
+    for edge in [("train", "register"), ("register", "activations"), ("activations", "encoding"),
+                 ("register", "context_activations"), ("context_activations", "temporal_context"),
                  ("encoding", "aggregate_encoding"), ("aggregate_encoding", "plot_encoding_trajectory"),
-                 ("plot_encoding_trajectory", "all"), ("register_toy_small", "activations_toy_small")]:
+                 ("plot_encoding_trajectory", "all")]:
         assert edge in edges, edge
-    assert "train_toy" not in {b for a, b in edges if a in {"activations_toy", "encoding"}}
+    assert "train" not in {b for a, b in edges if a in {"activations", "encoding"}}
 
 
 def test_job_dag_of_the_default_config_has_every_job_of_the_dry_run(default_workdir):

@@ -4,11 +4,10 @@ import pandas as pd
 import pytest
 from huggingface_hub.hf_api import GitRefInfo, GitRefs
 
-from brainphase.revisions import (
-    Revision,
+from brainphase.sources.families import Revision, parse_revision
+from brainphase.sources.hub_revisions import (
     cache_path,
     list_revisions,
-    parse_revision,
     revision_table,
     revisions_of,
     select_revisions,
@@ -144,7 +143,7 @@ def test_amber_names(name, step, tokens):
 
 
 def test_amber_constants_follow_the_training_code():
-    from brainphase.revisions import AMBER_TOKENS_PER_CHECKPOINT
+    from brainphase.sources.families import AMBER_TOKENS_PER_CHECKPOINT
 
     assert AMBER_TOKENS_PER_CHECKPOINT == 3_495_690_240
     # the whole run: 1.2585T trained tokens; the data (2049 ids per sequence, all 1,706,976) is 1,259.13B

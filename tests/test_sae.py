@@ -1,4 +1,4 @@
-"""TopK SAE (METHODS §8) against a planted dictionary, closed forms and a null."""
+"""TopK SAE against a planted dictionary, closed forms and a null."""
 
 import json
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from brainphase.sae.splice import ce_loss_recovered, mean_cross_entropy, windows
-from brainphase.stimuli import DataError, text_corpus
+from brainphase.contracts.stimuli import DataError, text_corpus
 from brainphase.toylm import build_model, train_tokenizer
 from brainphase.toyworld import build_world, corpus_stories
 

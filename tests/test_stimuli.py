@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainphase.stimuli import BrainRun, DataError, check_alignment, read_brain, read_stimuli, write_brain
+from brainphase.contracts.brain import BrainRun, check_alignment, read_brain, write_brain
+from brainphase.contracts.stimuli import DataError, read_stimuli
 
 
 def _stimuli(end: float) -> pd.DataFrame:
@@ -63,7 +64,7 @@ def test_failed_write_leaves_nothing(tmp_path):
 
 
 def test_dataset_subject_from_contract_paths():
-    from brainphase.stimuli import dataset_subject
+    from brainphase.contracts.brain import dataset_subject
 
     assert dataset_subject("results/brain/toy_fmri/sub-01.h5") == ("toy_fmri", "sub-01")
     assert dataset_subject("results/brain/toy_fmri/sub-01.truth.parquet") == ("toy_fmri", "sub-01")

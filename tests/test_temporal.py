@@ -1,4 +1,4 @@
-"""Lag x layer decoding and the computational-path statistic (METHODS §7)."""
+"""Lag x layer decoding and the computational-path statistic."""
 
 import itertools
 import math
@@ -258,7 +258,7 @@ def test_temporal_table_rows_follow_the_stimulus_table():
     import pandas as pd
 
     from brainphase.temporal.epochs import WordEpochs
-    from brainphase.temporal.pipeline import temporal_table
+    from brainphase.temporal.pipeline import TemporalSettings, temporal_table
 
     brain, features, groups, times = simulate(latencies=[0.1, 0.3, 0.5, 0.7], n_words=600, n_stories=6)
     # The stimulus table has 40 more rows (e.g. punctuation, edge words) than the epochs keep.
@@ -270,7 +270,7 @@ def test_temporal_table_rows_follow_the_stimulus_table():
         layers.append(full)
     stimuli = pd.DataFrame({"unit_id": np.arange(640)})
     ep = WordEpochs(brain.astype(np.float32), times, rows, np.asarray(groups).astype(str), SFREQ)
-    table = temporal_table(ep, layers, stimuli, n_perm=1000)
+    table = temporal_table(ep, layers, stimuli, TemporalSettings(n_perm=1000))
     peaks = table[table["metric"] == "peak_lag"].sort_values("layer")["value"].to_numpy()
     assert np.allclose(peaks, [0.1, 0.3, 0.5, 0.7], atol=0.0101)
     summary = table[table["layer"].isna()].set_index("metric")["value"]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 
-from brainphase.checkpoints import load_model, read_checkpoint_metadata, verify_checkpoint
+from brainphase.contracts.checkpoint import load_model, read_checkpoint_metadata, verify_checkpoint
 from brainphase.io import sha256_file
-from brainphase.toylm import build_model, train_tokenizer, train_toy_lm
+from brainphase.toylm import ToyLMTrainConfig, build_model, train_tokenizer, train_toy_lm
 
 torch.set_num_threads(1)
 
@@ -97,10 +97,10 @@ def test_build_model_is_deterministic_and_llama():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("toylm")
-    kwargs = dict(steps=40, checkpoint_steps=[0, 1, 10, 40], batch_size=8, seq_len=32, lr=3e-3, seed=7,
-                  n_threads=1, log_every=20, **TINY)
-    first = train_toy_lm(corpus(), out / "a", model_name="tiny", **kwargs)
-    second = train_toy_lm(corpus(), out / "b", model_name="tiny", **kwargs)
+    cfg = ToyLMTrainConfig(steps=40, checkpoint_steps=[0, 1, 10, 40], batch_size=8, seq_len=32, lr=3e-3, seed=7,
+                           n_threads=1, log_every=20, **TINY)
+    first = train_toy_lm(corpus(), out / "a", cfg, model_name="tiny")
+    second = train_toy_lm(corpus(), out / "b", cfg, model_name="tiny")
     return first, second, out
 
 
@@ -156,4 +156,15 @@ def test_checkpoint_loads_back_with_matching_outputs(trained):
 
 def test_rejects_checkpoint_steps_beyond_training(tmp_path):
     with pytest.raises(ValueError, match="checkpoint_steps"):
-        train_toy_lm(corpus(20), tmp_path, steps=5, checkpoint_steps=[0, 10], **TINY)
+        train_toy_lm(corpus(20), tmp_path, ToyLMTrainConfig(steps=5, checkpoint_steps=[0, 10], **TINY))
+
+
+def test_settings_from_the_workflow_config_entry():
+    entry = {"steps": 30, "checkpoints": [30, 0, 10, 10], "batch_size": 4, "seq_len": 16, "lr": 1e-3, "warmup": 0,
+             "seed": 3, "vocab_size": 300, "n_layers": 1, "d_model": 16, "n_heads": 2, "d_ff": 32,
+             "max_position": 16}
+    cfg = ToyLMTrainConfig.from_config(entry, n_threads=2)
+    assert cfg.checkpoints == [0, 10, 30] and cfg.warmup == 1 and cfg.n_threads == 2
+    assert (cfg.steps, cfg.seq_len, cfg.max_position, cfg.seed) == (30, 16, 16, 3)
+    with pytest.raises(ValueError, match="max_position"):
+        ToyLMTrainConfig.from_config({**entry, "seq_len": 32})

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainphase.stimuli import BrainRun, check_alignment, read_brain, write_brain
+from brainphase.contracts.brain import BrainRun, check_alignment, read_brain, write_brain
 from brainphase.toyworld import MEG_GROUPS, MEGParams, build_world, simulate_meg, stimulus_stories
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,14 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainphase.phases import ALIGNMENT, DETACHMENT, REALIGNMENT
-from brainphase.trajectories import (
+from brainphase.phases import (
+    ALIGNMENT,
+    DETACHMENT,
+    REALIGNMENT,
     analyse_model,
     build_trajectories,
     duplicate_steps,
-    replicate_matrix,
     resolve_layer,
 )
+from brainphase.phases.trajectories import replicate_matrix
 
 N = 28
 TOKENS = np.r_[0, np.logspace(9, np.log10(4e12), N)].round()
@@ -147,7 +149,7 @@ def test_duplicates_dropped_unless_kept(caplog):
     assert duplicate_steps(t["duplicates"], "m") == {"step20": "step19", "step21": "step19"}
     assert duplicate_steps(t["duplicates"], "other") == {} and duplicate_steps(None, "m") == {}
     args = ("m", t["voxels"], t["items"], t["neurons"], t["encoding_boot"], t["probing_boot"])
-    with caplog.at_level(logging.INFO, logger="brainphase.trajectories"):
+    with caplog.at_level(logging.INFO, logger="brainphase.phases"):
         _, traj = analyse_model(*args, CFG, seed=0, duplicates=t["duplicates"])
     dropped = set(TOKENS[[STEPS.index("step20"), STEPS.index("step21")]])
     assert not dropped & set(traj["tokens"])

@@ -1,24 +1,18 @@
 """The workflow as users drive it: dry runs, lint, validation, and the whole DAG end to end."""
 
-import re
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from conftest import REPO, make_workdir, run_snakemake
-
-
-def _job_counts(stdout: str) -> dict[str, int]:
-    table = stdout.split("Job stats:")[1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+from conftest import REPO, job_counts, make_workdir, run_snakemake
 
 
 def test_dry_run_of_the_demo_schedules_every_checkpoint(tmp_path):
     wd = make_workdir(tmp_path, REPO / "config/config.yaml")
     proc = run_snakemake(wd, "-n")
     assert proc.returncode == 0, proc.stderr
-    counts = _job_counts(proc.stdout)
+    counts = job_counts(proc.stdout)
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     n_ckpt = len(cfg["models"][0]["train"]["checkpoints"])
     # One activation job per checkpoint and stimulus set: the stories, each probed task's prompts, the SAE corpus.
@@ -67,7 +61,7 @@ def test_study_config_replaces_models_and_datasets(tmp_path):
 
 def test_meg_of_your_own_enters_through_the_contract_files(tmp_path):
     """source: files — contract files written by the user (e.g. with the MEG-BIDS loader) feed the temporal DAG."""
-    from brainphase.stimuli import BrainRun, write_brain
+    from brainphase.contracts.brain import BrainRun, write_brain
 
     wd = make_workdir(tmp_path)
     cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
@@ -84,11 +78,11 @@ def test_meg_of_your_own_enters_through_the_contract_files(tmp_path):
                     None, np.zeros((4, 2)), sfreq=100.0)
     proc = run_snakemake(wd, "-n")
     assert proc.returncode == 0, proc.stderr
-    counts = _job_counts(proc.stdout)
+    counts = job_counts(proc.stdout)
     n_steps = len(cfg["models"][0]["train"]["checkpoints"])
     assert counts["word_epochs"] == 2 and counts["temporal"] == 2 * n_steps
     assert counts["temporal_context"] == 2 * len(cfg["temporal"]["context_windows"])
-    assert "toy_meg" not in counts and "toy_stimuli" not in counts and "encoding" not in counts
+    assert "toy_subject" not in counts and "toy_stimuli" not in counts and "encoding" not in counts
 
 
 def test_micro_run_end_to_end(micro_run):
@@ -226,7 +220,7 @@ def test_local_run_that_gains_a_checkpoint_schedules_only_its_jobs(micro_run, tm
     shutil.copytree(micro_run / "results/checkpoints/toy/step10", run / "step10")
     proc = run_snakemake(wd, "-n")
     assert proc.returncode == 0, proc.stderr
-    counts = _job_counts(proc.stdout)
+    counts = job_counts(proc.stdout)
     assert counts == {"link_mine": 1, "activations_mine": 1, "encoding": 1, "aggregate_encoding": 1,
                       "plot_encoding_trajectory": 1, "plot_encoding_maps": 1, "fingerprint_checkpoint": 1,
                       "checkpoint_duplicates": 1, "all": 1, "total": 9}
@@ -248,7 +242,7 @@ def test_hugging_face_run_dry_runs_offline_from_the_cached_revision_table(tmp_pa
     pd.DataFrame({"name": names}).to_csv(cache / "EleutherAI__pythia-70m.tsv", sep="\t", index=False)
     proc = run_snakemake(wd, "-n")
     assert proc.returncode == 0, proc.stderr
-    counts = _job_counts(proc.stdout)
+    counts = job_counts(proc.stdout)
     assert counts["download_pythia"] == 3 and counts["activations_pythia"] == 3 and counts["encoding"] == 3
     for step in ("step0", "step143000"):
         assert f"output: results/checkpoints/pythia/{step}" in proc.stdout

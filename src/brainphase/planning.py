@@ -49,7 +49,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
 def _local_size(root: Path, pattern: str) -> ModelSize | None:
-    from .checkpoints import discover_local_steps
+    from .contracts.checkpoint import discover_local_steps
 
     try:
         steps = discover_local_steps(root, pattern)
@@ -121,7 +121,7 @@ def _lebel_words(root: Path) -> int | None:
     grids = sorted((root / "derivative" / "TextGrids").glob("*.TextGrid"))
     if not grids:
         return None
-    from .loaders.lebel import word_intervals
+    from .loaders.textgrid import word_intervals
 
     try:
         return int(sum(len(word_intervals(g)) for g in grids))
@@ -167,36 +167,6 @@ def plan_table(config: dict, steps: dict[str, list[str]], stimsets: dict[str, li
             "unknown_sets": ", ".join(s for s, u in units.items() if u is None),
         })
     return pd.DataFrame(rows)
-
-
-def known_duplicates(config: dict, steps: dict[str, list[str]], results: str | Path = "results",
-                     revision_cache: str | Path = "resources/revisions") -> str | None:
-    """The duplicate-checkpoint report from what is known without network or downloads, or None.
-
-    Known: the fingerprints of checkpoints already registered (``<results>/fingerprints``) and, for
-    hub models, the per-file sha256 the hub lists, once cached in ``revision_cache``
-    (:func:`brainphase.fingerprints.hub_fingerprints`).
-    """
-    from .fingerprints import cached_hub_fingerprints, duplicate_table, format_duplicates
-
-    tables = []
-    for m in config["models"]:
-        name = m["name"]
-        known = {}
-        if m["source"] == "hf":
-            known.update(cached_hub_fingerprints(m["hf"]["repo_id"], revision_cache))
-        for step in steps[name]:
-            f = Path(results) / "fingerprints" / name / f"{step}.json"
-            if f.is_file():
-                known[step] = json.loads(f.read_text()).get("fingerprint")
-        fps = {s: known.get(s) for s in steps[name]}
-        if any(v is not None for v in fps.values()):
-            from .sources import tokens_for
-
-            tables.append(duplicate_table(name, fps, {s: tokens_for(m, s) for s in steps[name]}))
-    if not tables:
-        return None
-    return format_duplicates(pd.concat(tables, ignore_index=True))
 
 
 def dry_run_requested(argv: list[str]) -> bool:

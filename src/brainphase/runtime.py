@@ -1,7 +1,9 @@
-"""The job runtime: what every workflow job does first (log file, threads, seeds), and where torch runs (device, dtype)."""
+"""The job runtime: what every workflow job does first (log file, threads, seeds), and how torch runs
+(device, dtype, autocast, threads)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -20,7 +22,7 @@ def setup_job(log_path: str | None, threads: int = 1, seed: int | None = None) -
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     n = str(max(1, int(threads)))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = n  # read by BLAS/torch at import; jobs without torch never pay its 2 s import
+        os.environ[var] = n  # read by BLAS/torch at import, so jobs without torch never import it
     torch = sys.modules.get("torch")
     if torch is not None:
         # Two busy cores make multi-threaded torch collapse; the job's `threads` is the cap.
@@ -65,3 +67,32 @@ def resolve_dtype(dtype, device):
     if dtype not in names:
         raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(names)}")
     return names[dtype]
+
+
+def autocast(device, dtype="auto"):
+    """Autocast to ``dtype`` (resolved by ``resolve_dtype``) on ``device``; float32 runs as is.
+
+    bfloat16 on CUDA halves memory traffic at no measurable cost to the losses;
+    CPU bfloat16 matmuls are slow and lossy, so ``auto`` keeps CPU in float32.
+    """
+    import torch
+
+    device = torch.device(device)
+    dtype = resolve_dtype(dtype, device)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch threads (unchanged when ``n`` is falsy), restoring the count after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -2,80 +2,73 @@
 # and its own file, so an edited dataset reruns only its own cache and what
 # reads it, and the sets of one checkpoint run side by side (on a cluster, one
 # GPU each). Adding a stimulus set or a checkpoint schedules only its own jobs.
+# What each set is and how it is read (pooling, sites) is brainphase.study's.
 
 
-# One rule per model because what a checkpoint caches depends on the model's
-# analyses (the demo's small LM serves only the temporal analysis).
-for _m in models():
+rule activations:
+    wildcard_constraints:
+        stimset=one_of(dict.fromkeys(s for m in models() for s in study.stimsets(config, m))),
+    input:
+        checkpoint=CHECKPOINT,
+        stimuli=STIMULI,
+    output:
+        ACTIVATIONS,
+    params:
+        model=lambda wc: wc.model,
+        revision=lambda wc: wc.step,
+        tokens=tokens,
+        stimsets=lambda wc: [wc.stimset],
+        poolings=lambda wc: [study.pooling_of(config, wc.stimset)],
+        windows=[None],
+        sites=lambda wc: [study.sites_of(config, wc.stimset)],
+        activations=config["activations"],
+        # Token-pooled sets (the SAE corpus) keep only the SAE's site and layer.
+        token_site=config["sae"]["site"],
+        token_layer=config["sae"]["layer"],
+        device=config["device"],
+        trust_remote_code=lambda wc: model_config(wc.model).get("trust_remote_code", False),
+    threads: model_threads("activations")
+    log:
+        log_path("activations", "{model}/{step}/{stimset}"),
+    benchmark:
+        benchmark_path("activations", "{model}/{step}/{stimset}")
+    conda:
+        ENV
+    script:
+        "../scripts/activations.py"
 
-    rule:
-        name:
-            f"activations_{_m}"
+
+# The context-length sweep of the temporal analysis: the MEG stimulus sets
+# again, each word read with only its last `window` tokens, all in one job per checkpoint.
+if study.context_runs(config):
+
+    rule context_activations:
         wildcard_constraints:
-            stimset="|".join(stimsets(_m)) or "^$",
+            model=one_of(models("temporal")),
         input:
-            checkpoint=f"{R}/checkpoints/{_m}/{{step}}",
-            stimuli=f"{R}/stimuli/{{stimset}}.parquet",
+            checkpoint=CHECKPOINT,
+            stimuli=[STIMULI.format(stimset=s) for s, _ in study.context_runs(config)],
         output:
-            f"{R}/activations/{_m}/{{step}}/{{stimset}}.safetensors",
+            context_activation_files(),
         params:
-            model=_m,
+            model=lambda wc: wc.model,
             revision=lambda wc: wc.step,
-            tokens=lambda wc, _m=_m: tokens_for(model_entry(config, _m), wc.step),
-            stimsets=lambda wc: [wc.stimset],
-            poolings=lambda wc: [pooling_of(wc.stimset)],
-            windows=[None],
-            sites=lambda wc: [sites_of(wc.stimset)],
+            tokens=tokens,
+            stimsets=[s for s, _ in study.context_runs(config)],
+            poolings=["word" for _ in study.context_runs(config)],
+            windows=[w for _, w in study.context_runs(config)],
+            sites=[config["activations"]["sites"] for _ in study.context_runs(config)],
             activations=config["activations"],
-            # Token-pooled sets (the SAE corpus) keep only the SAE's site and layer.
             token_site=config["sae"]["site"],
             token_layer=config["sae"]["layer"],
             device=config["device"],
-            trust_remote_code=model_entry(config, _m).get("trust_remote_code", False),
-        threads: threads(f"activations_{_m}", "activations")
+            trust_remote_code=lambda wc: model_config(wc.model).get("trust_remote_code", False),
+        threads: model_threads("context_activations", "activations")
         log:
-            f"{R}/logs/activations/{_m}/{{step}}/{{stimset}}.log",
+            log_path("activations", "{model}/{step}.context"),
         benchmark:
-            f"{R}/benchmarks/activations/{_m}/{{step}}/{{stimset}}.tsv"
+            benchmark_path("activations", "{model}/{step}.context")
         conda:
             ENV
-        resources:
-            **rule_resources("activations", mem_mb=4000, runtime=30),
         script:
             "../scripts/activations.py"
-
-    if "temporal" in model_analyses(_m) and meg_datasets():
-
-        rule:
-            name:
-                f"context_activations_{_m}"
-            input:
-                checkpoint=f"{R}/checkpoints/{_m}/{{step}}",
-                stimuli=[f"{R}/stimuli/{stimset_of(d['name'])}.parquet" for d in meg_datasets()
-                         for w in config["temporal"]["context_windows"]],
-            output:
-                context_activation_files(_m),
-            params:
-                model=_m,
-                revision=lambda wc: wc.step,
-                tokens=lambda wc, _m=_m: tokens_for(model_entry(config, _m), wc.step),
-                stimsets=[stimset_of(d["name"]) for d in meg_datasets() for w in config["temporal"]["context_windows"]],
-                poolings=["word" for d in meg_datasets() for w in config["temporal"]["context_windows"]],
-                windows=[w for d in meg_datasets() for w in config["temporal"]["context_windows"]],
-                sites=[config["activations"]["sites"] for d in meg_datasets() for w in config["temporal"]["context_windows"]],
-                activations=config["activations"],
-                token_site=config["sae"]["site"],
-                token_layer=config["sae"]["layer"],
-                device=config["device"],
-                trust_remote_code=model_entry(config, _m).get("trust_remote_code", False),
-            threads: threads(f"context_activations_{_m}", "activations")
-            log:
-                f"{R}/logs/activations/{_m}/{{step}}.context.log",
-            benchmark:
-                f"{R}/benchmarks/activations/{_m}/{{step}}.context.tsv"
-            conda:
-                ENV
-            resources:
-                **rule_resources("context_activations", mem_mb=4000, runtime=30),
-            script:
-                "../scripts/activations.py"

@@ -1,39 +1,33 @@
-# Brain-LM crosscoder per (checkpoint, dataset, subject) (METHODS §9): the real
-# fit and its time-shuffled control in one job, then one aggregation and figures.
+# Brain-LM crosscoder per (checkpoint, dataset, subject): the real fit and its
+# time-shuffled control in one job, then one aggregation and figures.
 
 
 rule crosscoder:
     input:
-        activations=lambda wc: f"{R}/activations/{wc.model}/{wc.step}/{stimset_of(wc.dataset)}.safetensors",
-        stimuli=lambda wc: f"{R}/stimuli/{stimset_of(wc.dataset)}.parquet",
-        brain=f"{R}/brain/{{dataset}}/{{subject}}.h5",
-        truth=lambda wc: (
-            [f"{R}/brain/{wc.dataset}/{wc.subject}.truth.parquet"]
-            if dataset_entry(config, wc.dataset)["source"] == "toyworld"
-            else []
-        ),
+        activations=lambda wc: ACTIVATIONS.format(model=wc.model, step=wc.step,
+                                                  stimset=study.stimset_of(config, wc.dataset)),
+        stimuli=lambda wc: STIMULI.format(stimset=study.stimset_of(config, wc.dataset)),
+        brain=BRAIN,
+        truth=toy_truth,
     output:
-        real=f"{R}/crosscoder/{{model}}/{{step}}/{{dataset}}/{{subject}}/crosscoder.safetensors",
-        shuffled=f"{R}/crosscoder/{{model}}/{{step}}/{{dataset}}/{{subject}}/shuffled.safetensors",
-        metrics=f"{R}/crosscoder/{{model}}/{{step}}/{{dataset}}/{{subject}}/metrics.parquet",
-        latents=f"{R}/crosscoder/{{model}}/{{step}}/{{dataset}}/{{subject}}/latents.parquet",
-        windows=f"{R}/crosscoder/{{model}}/{{step}}/{{dataset}}/{{subject}}/windows.parquet",
-        weights=f"{R}/crosscoder/{{model}}/{{step}}/{{dataset}}/{{subject}}/weights.parquet",
+        real=CROSSCODER.replace("{file}", "crosscoder.safetensors"),
+        shuffled=CROSSCODER.replace("{file}", "shuffled.safetensors"),
+        metrics=CROSSCODER.replace("{file}", "metrics.parquet"),
+        latents=CROSSCODER.replace("{file}", "latents.parquet"),
+        windows=CROSSCODER.replace("{file}", "windows.parquet"),
+        weights=CROSSCODER.replace("{file}", "weights.parquet"),
     params:
         crosscoder=config["crosscoder"],
-        tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
+        tokens=tokens,
         device=config["device"],
-        resample=lambda wc: resampling_of(wc.dataset),
+        resample=lambda wc: study.resampling_of(config, wc.dataset),
     threads: threads("crosscoder")
     log:
-        f"{R}/logs/crosscoder/{{model}}/{{step}}/{{dataset}}/{{subject}}.log",
+        log_path("crosscoder", "{model}/{step}/{dataset}/{subject}"),
     benchmark:
-        f"{R}/benchmarks/crosscoder/{{model}}/{{step}}/{{dataset}}/{{subject}}.tsv"
+        benchmark_path("crosscoder", "{model}/{step}/{dataset}/{subject}")
     conda:
         ENV
-    resources:
-        mem_mb=4000,
-        runtime=60,
     script:
         "../scripts/crosscoder.py"
 
@@ -44,45 +38,39 @@ rule aggregate_crosscoder:
         latents=crosscoder_files("latents.parquet"),
         windows=crosscoder_files("windows.parquet"),
     output:
-        metrics=f"{R}/tables/crosscoder.parquet",
-        latents=f"{R}/tables/crosscoder_latents.parquet",
-        windows=f"{R}/tables/crosscoder_windows.parquet",
+        metrics=table("crosscoder"),
+        latents=table("crosscoder_latents"),
+        windows=table("crosscoder_windows"),
     log:
-        f"{R}/logs/aggregate_crosscoder.log",
+        log_path("aggregate_crosscoder"),
     benchmark:
-        f"{R}/benchmarks/aggregate_crosscoder.tsv"
+        benchmark_path("aggregate_crosscoder")
     conda:
         ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/concat_tables.py"
 
 
 rule plot_crosscoder:
     input:
-        metrics=f"{R}/tables/crosscoder.parquet",
-        latents=f"{R}/tables/crosscoder_latents.parquet",
+        metrics=table("crosscoder"),
+        latents=table("crosscoder_latents"),
         weights=crosscoder_files("weights.parquet"),
         brains=brain_files(),
     output:
         ri=[report(f, caption="../report/crosscoder_ri.rst", category="Crosscoder")
-            for f in figure_files("crosscoder_ri")],
+            for f in figures("crosscoder_ri")],
         fractions=[report(f, caption="../report/crosscoder_fractions.rst", category="Crosscoder")
-                   for f in figure_files("crosscoder_fractions")],
+                   for f in figures("crosscoder_fractions")],
         maps=[report(f, caption="../report/crosscoder_maps.rst", category="Crosscoder")
-              for f in figure_files("crosscoder_maps")],
+              for f in figures("crosscoder_maps")],
     params:
         plots=config["plots"],
     log:
-        f"{R}/logs/plots/crosscoder.log",
+        log_path("plots/crosscoder"),
     benchmark:
-        f"{R}/benchmarks/plots/crosscoder.tsv"
+        benchmark_path("plots/crosscoder")
     conda:
         ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/crosscoder_plot.py"

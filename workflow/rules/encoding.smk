@@ -1,53 +1,95 @@
 # Voxelwise fMRI encoding per (checkpoint, dataset, subject), all layers in one
-# job (they share the brain data and the delays), then one aggregation.
+# job (they share the brain data and the delays), then one aggregation and the figures.
 
 
 rule encoding:
     input:
-        activations=lambda wc: f"{R}/activations/{wc.model}/{wc.step}/{stimset_of(wc.dataset)}.safetensors",
-        stimuli=lambda wc: f"{R}/stimuli/{stimset_of(wc.dataset)}.parquet",
-        brain=f"{R}/brain/{{dataset}}/{{subject}}.h5",
+        activations=lambda wc: ACTIVATIONS.format(model=wc.model, step=wc.step,
+                                                  stimset=study.stimset_of(config, wc.dataset)),
+        stimuli=lambda wc: STIMULI.format(stimset=study.stimset_of(config, wc.dataset)),
+        brain=BRAIN,
     output:
-        voxels=f"{R}/encoding/{{model}}/{{step}}/{{dataset}}/{{subject}}.parquet",
-        bootstrap=f"{R}/encoding/{{model}}/{{step}}/{{dataset}}/{{subject}}.boot.parquet",
+        voxels=ENCODING,
+        bootstrap=ENCODING_BOOT,
     params:
         encoding=config["encoding"],
         n_boot=config["phases"]["n_boot"],
         seed=config["seed"],
-        tokens=lambda wc: tokens_for(model_entry(config, wc.model), wc.step),
-        resample=lambda wc: resampling_of(wc.dataset),
+        tokens=tokens,
+        resample=lambda wc: study.resampling_of(config, wc.dataset),
     threads: threads("encoding")
     log:
-        f"{R}/logs/encoding/{{model}}/{{step}}/{{dataset}}/{{subject}}.log",
+        log_path("encoding", "{model}/{step}/{dataset}/{subject}"),
     benchmark:
-        f"{R}/benchmarks/encoding/{{model}}/{{step}}/{{dataset}}/{{subject}}.tsv"
+        benchmark_path("encoding", "{model}/{step}/{dataset}/{subject}")
     conda:
         ENV
-    resources:
-        mem_mb=4000,
-        runtime=30,
     script:
         "../scripts/encoding.py"
 
 
 rule aggregate_encoding:
     input:
-        voxels=encoding_jobs(),
-        bootstrap=[p.removesuffix(".parquet") + ".boot.parquet" for p in encoding_jobs()],
+        voxels=encoding_jobs(ENCODING),
+        bootstrap=encoding_jobs(ENCODING_BOOT),
         truth=truth_files(),
     output:
-        summary=f"{R}/tables/encoding.parquet",
-        voxels=f"{R}/tables/encoding_voxels.parquet",
-        bootstrap=f"{R}/tables/encoding_bootstrap.parquet",
-        groups=f"{R}/tables/encoding_groups.parquet" if truth_files() else [],
+        summary=table("encoding"),
+        voxels=table("encoding_voxels"),
+        bootstrap=table("encoding_bootstrap"),
+        groups=table("encoding_groups") if truth_files() else [],
     log:
-        f"{R}/logs/aggregate_encoding.log",
+        log_path("aggregate_encoding"),
     benchmark:
-        f"{R}/benchmarks/aggregate_encoding.tsv"
+        benchmark_path("aggregate_encoding")
     conda:
         ENV
-    resources:
-        mem_mb=4000,
-        runtime=10,
     script:
         "../scripts/encoding_aggregate.py"
+
+
+# Figures, registered for `snakemake --report`.
+localrules:
+    plot_encoding_trajectory,
+    plot_encoding_maps,
+
+
+rule plot_encoding_trajectory:
+    input:
+        summary=table("encoding"),
+        groups=table("encoding_groups") if truth_files() else [],
+    output:
+        [
+            report(f, caption="../report/encoding_trajectory.rst", category="Encoding")
+            for f in figures("encoding_trajectory")
+        ],
+    params:
+        plots=config["plots"],
+    log:
+        log_path("plots/encoding_trajectory"),
+    benchmark:
+        benchmark_path("plots/encoding_trajectory")
+    conda:
+        ENV
+    script:
+        "../scripts/encoding_plot_trajectory.py"
+
+
+rule plot_encoding_maps:
+    input:
+        summary=table("encoding"),
+        voxels=table("encoding_voxels"),
+        brains=brain_files(),
+    output:
+        [report(f, caption="../report/encoding_maps.rst", category="Encoding") for f in figures("encoding_maps")],
+    params:
+        plots=config["plots"],
+        map_layer=config["encoding"]["map_layer"],
+    log:
+        log_path("plots/encoding_maps"),
+    benchmark:
+        benchmark_path("plots/encoding_maps")
+    conda:
+        ENV
+    script:
+        "../scripts/encoding_plot_maps.py"

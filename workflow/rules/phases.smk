@@ -5,61 +5,49 @@
 
 rule phases:
     input:
-        voxels=f"{R}/tables/encoding_voxels.parquet",
-        per_item=f"{R}/tables/benchmark_items.parquet",
-        neurons=f"{R}/tables/probing_neurons.parquet",
-        encoding_boot=f"{R}/tables/encoding_bootstrap.parquet",
-        probing_boot=f"{R}/tables/probing_bootstrap.parquet",
-        duplicates=f"{R}/tables/checkpoint_duplicates.parquet",
+        voxels=table("encoding_voxels"),
+        per_item=table("benchmark_items"),
+        neurons=table("probing_neurons"),
+        encoding_boot=table("encoding_bootstrap"),
+        probing_boot=table("probing_bootstrap"),
+        duplicates=table("checkpoint_duplicates"),
     output:
-        phases=f"{R}/tables/phases.parquet",
-        trajectories=f"{R}/tables/trajectories.parquet",
+        phases=table("phases"),
+        trajectories=table("trajectories"),
     params:
         phases=config["phases"],
         seed=config["seed"],
     log:
-        f"{R}/logs/phases.log",
+        log_path("phases"),
     benchmark:
-        f"{R}/benchmarks/phases.tsv"
+        benchmark_path("phases")
     conda:
         ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/phases.py"
 
 
 rule plot_phases:
     input:
-        phases=f"{R}/tables/phases.parquet",
-        trajectories=f"{R}/tables/trajectories.parquet",
-        neurons=f"{R}/tables/probing_neurons.parquet",
-        voxels=f"{R}/tables/encoding_voxels.parquet",
+        phases=table("phases"),
+        trajectories=table("trajectories"),
+        neurons=table("probing_neurons"),
+        voxels=table("encoding_voxels"),
         brains=brain_files(),
     output:
-        trajectory=[
-            report(f, caption="../report/phase_trajectory.rst", category="Phases")
-            for f in figure_files("phase_trajectory")
-        ],
-        histogram=[
-            report(f, caption="../report/probing_histogram.rst", category="Phases")
-            for f in figure_files("probing_histogram")
-        ],
-        detachment=[
-            report(f, caption="../report/detachment_map.rst", category="Phases")
-            for f in figure_files("detachment_map")
-        ],
+        trajectory=[report(f, caption="../report/phase_trajectory.rst", category="Phases")
+                    for f in figures("phase_trajectory")],
+        histogram=[report(f, caption="../report/probing_histogram.rst", category="Phases")
+                   for f in figures("probing_histogram")],
+        detachment=[report(f, caption="../report/detachment_map.rst", category="Phases")
+                    for f in figures("detachment_map")],
     params:
         plots=config["plots"],
     log:
-        f"{R}/logs/plots/phases.log",
+        log_path("plots/phases"),
     benchmark:
-        f"{R}/benchmarks/plots/phases.tsv"
+        benchmark_path("plots/phases")
     conda:
         ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/phases_plot.py"

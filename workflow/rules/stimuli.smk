@@ -1,99 +1,66 @@
 # The demo world: language, facts and training corpus; stimulus stories and a
-# simulated listener per subject. Real-data loaders write the same contracts.
+# simulated subject (fMRI or MEG) per subject. Real-data loaders write the same contracts.
 
 
 rule toy_world:
     output:
-        lexicon=f"{R}/world/lexicon.parquet",
-        facts=f"{R}/world/facts.parquet",
-        corpus=f"{R}/world/corpus.parquet",
+        lexicon=LEXICON,
+        facts=FACTS,
+        corpus=CORPUS,
     params:
         world=config["world"],
     log:
-        f"{R}/logs/toy_world.log",
+        log_path("toy_world"),
     benchmark:
-        f"{R}/benchmarks/toy_world.tsv"
+        benchmark_path("toy_world")
     conda:
         ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/toy_world.py"
 
 
 rule toy_stimuli:
     wildcard_constraints:
-        dataset="|".join(d["name"] for d in config["datasets"] if d["source"] == "toyworld" and "stimuli" not in d)
-        or "^$",
+        # A toy dataset that names another's stories (`stimuli:`) has none of its own.
+        stimset=one_of(d for d in toy_datasets() if "stimuli" not in dataset_entry(config, d)),
     output:
-        stimuli=f"{R}/stimuli/{{dataset}}.parquet",
+        stimuli=STIMULI,
     params:
         world=config["world"],
         # Only what shapes the stories: changing the simulated brain must not
         # invalidate the stimuli and every activation cache downstream.
-        stories=lambda wc: story_params(wc.dataset),
+        stories=lambda wc: study.story_params(config, wc.stimset),
     log:
-        f"{R}/logs/toy_stimuli/{{dataset}}.log",
+        log_path("toy_stimuli", "{stimset}"),
     benchmark:
-        f"{R}/benchmarks/toy_stimuli/{{dataset}}.tsv"
+        benchmark_path("toy_stimuli", "{stimset}")
     conda:
         ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/toy_stimuli.py"
 
 
-rule toy_fmri:
+rule toy_subject:
     wildcard_constraints:
-        dataset="|".join(d["name"] for d in fmri_datasets() if d["source"] == "toyworld") or "^$",
+        dataset=one_of(toy_datasets()),
     input:
-        stimuli=f"{R}/stimuli/{{dataset}}.parquet",
-        lexicon=f"{R}/world/lexicon.parquet",
+        stimuli=lambda wc: STIMULI.format(stimset=study.stimset_of(config, wc.dataset)),
+        lexicon=LEXICON,
     output:
-        brain=f"{R}/brain/{{dataset}}/{{subject}}.h5",
-        truth=f"{R}/brain/{{dataset}}/{{subject}}.truth.parquet",
+        brain=BRAIN,
+        truth=BRAIN_TRUTH,
     params:
+        kind=lambda wc: dataset_entry(config, wc.dataset)["kind"],
         simulate=lambda wc: dataset_entry(config, wc.dataset)["simulate"],
-        subjects=lambda wc: dataset_entry(config, wc.dataset)["subjects"],
+        subjects=lambda wc: subjects_of(wc.dataset),
     log:
-        f"{R}/logs/toy_fmri/{{dataset}}/{{subject}}.log",
+        log_path("toy_subject", "{dataset}/{subject}"),
     benchmark:
-        f"{R}/benchmarks/toy_fmri/{{dataset}}/{{subject}}.tsv"
+        benchmark_path("toy_subject", "{dataset}/{subject}")
     conda:
         ENV
-    resources:
-        mem_mb=4000,
-        runtime=10,
     script:
-        "../scripts/toy_fmri.py"
-
-
-rule toy_meg:
-    wildcard_constraints:
-        dataset="|".join(d["name"] for d in meg_datasets() if d["source"] == "toyworld") or "^$",
-    input:
-        stimuli=lambda wc: f"{R}/stimuli/{stimset_of(wc.dataset)}.parquet",
-        lexicon=f"{R}/world/lexicon.parquet",
-    output:
-        brain=f"{R}/brain/{{dataset}}/{{subject}}.h5",
-        truth=f"{R}/brain/{{dataset}}/{{subject}}.truth.parquet",
-    params:
-        simulate=lambda wc: dataset_entry(config, wc.dataset)["simulate"],
-        subjects=lambda wc: dataset_entry(config, wc.dataset)["subjects"],
-    log:
-        f"{R}/logs/toy_meg/{{dataset}}/{{subject}}.log",
-    benchmark:
-        f"{R}/benchmarks/toy_meg/{{dataset}}/{{subject}}.tsv"
-    conda:
-        ENV
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    script:
-        "../scripts/toy_meg.py"
+        "../scripts/toy_subject.py"
 
 
 # Real datasets: each subject is loaded once by its source's loader into the
@@ -101,48 +68,41 @@ rule toy_meg:
 # set is every unit its subjects heard.
 rule load_subject:
     wildcard_constraints:
-        dataset="|".join(loader_datasets()) or "^$",
+        dataset=one_of(loader_datasets()),
     input:
         # The files the loader reads (TextGrids, responses, events, sidecars): an edit reloads this subject.
         subject_files,
     output:
-        brain=f"{R}/brain/{{dataset}}/{{subject}}.h5",
-        words=f"{R}/brain/{{dataset}}/{{subject}}.words.parquet",
+        brain=BRAIN,
+        words=BRAIN_WORDS,
     params:
         source=lambda wc: dataset_entry(config, wc.dataset)["source"],
         path=lambda wc: dataset_entry(config, wc.dataset)["path"],
         options=lambda wc: dataset_entry(config, wc.dataset).get("options", {}),
     log:
-        f"{R}/logs/load_subject/{{dataset}}/{{subject}}.log",
+        log_path("load_subject", "{dataset}/{subject}"),
     benchmark:
-        f"{R}/benchmarks/load_subject/{{dataset}}/{{subject}}.tsv"
+        benchmark_path("load_subject", "{dataset}/{subject}")
     conda:
         ENV
-    resources:
-        mem_mb=16000,
-        runtime=60,
     script:
         "../scripts/load_subject.py"
 
 
 rule merge_stimuli:
     wildcard_constraints:
-        dataset="|".join(loader_datasets()) or "^$",
+        stimset=one_of(loader_datasets()),
     input:
-        words=lambda wc: [f"{R}/brain/{wc.dataset}/{s}.words.parquet"
-                          for s in dataset_entry(config, wc.dataset)["subjects"]],
+        words=lambda wc: expand(BRAIN_WORDS, dataset=wc.stimset, subject=subjects_of(wc.stimset)),
     output:
-        stimuli=f"{R}/stimuli/{{dataset}}.parquet",
+        stimuli=STIMULI,
     params:
-        subjects=lambda wc: dataset_entry(config, wc.dataset)["subjects"],
+        subjects=lambda wc: subjects_of(wc.stimset),
     log:
-        f"{R}/logs/merge_stimuli/{{dataset}}.log",
+        log_path("merge_stimuli", "{stimset}"),
     benchmark:
-        f"{R}/benchmarks/merge_stimuli/{{dataset}}.tsv"
+        benchmark_path("merge_stimuli", "{stimset}")
     conda:
         ENV
-    resources:
-        mem_mb=2000,
-        runtime=10,
     script:
         "../scripts/merge_stimuli.py"

@@ -3,11 +3,12 @@ context sweep's sets of one checkpoint together."""
 
 import time
 
-from brainphase.activations import (extract_activations, extract_last_token_activations, extract_token_activations,
-                                   save_activations)
-from brainphase.checkpoints import load_model
+from brainphase.activations.extract import (extract_activations, extract_last_token_activations,
+                                            extract_token_activations)
+from brainphase.contracts.activations import save_activations
+from brainphase.contracts.checkpoint import load_model
 from brainphase.runtime import setup_job
-from brainphase.stimuli import read_stimuli
+from brainphase.contracts.stimuli import read_stimuli
 
 snakemake = snakemake  # noqa: F821
 p = snakemake.params

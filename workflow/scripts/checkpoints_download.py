@@ -1,7 +1,7 @@
 """Download one Hugging Face revision as a checkpoint (model files + sha256 manifest)."""
 
-from brainphase.download import DEFAULT_PATTERNS, download_checkpoint
-from brainphase.revisions import parse_revision
+from brainphase.sources.download import DEFAULT_PATTERNS, download_checkpoint
+from brainphase.sources.families import parse_revision
 from brainphase.runtime import setup_job
 
 snakemake = snakemake  # noqa: F821

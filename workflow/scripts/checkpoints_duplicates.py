@@ -4,7 +4,7 @@ import json
 
 import pandas as pd
 
-from brainphase.fingerprints import duplicate_table, format_duplicates
+from brainphase.sources.fingerprints import duplicate_table, format_duplicates
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
 

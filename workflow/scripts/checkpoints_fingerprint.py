@@ -2,7 +2,7 @@
 
 import json
 
-from brainphase.fingerprints import manifest_fingerprint
+from brainphase.sources.fingerprints import manifest_fingerprint
 from brainphase.io import write_text
 from brainphase.runtime import setup_job
 

@@ -1,6 +1,6 @@
 """Register one checkpoint of a local training run: symlinks to its files and a sha256 manifest."""
 
-from brainphase.checkpoints import link_local_checkpoint
+from brainphase.sources.local import link_local_checkpoint
 from brainphase.runtime import setup_job
 
 snakemake = snakemake  # noqa: F821

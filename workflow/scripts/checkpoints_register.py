@@ -1,6 +1,6 @@
-"""Register one checkpoint of the demo's training run: hard links to its files under results/checkpoints/.
+"""Register one checkpoint of the demo's training run: hard links to its files under checkpoints/<model>/<step>/.
 
-The training job writes every checkpoint of its run under results/train/<model>/<recipe>/;
+The training job writes every checkpoint of its run under train/<model>/<recipe>/<step>/;
 the analyses read the registered copy. Training again (to add a checkpoint)
 rewrites the run's folders, but a registered checkpoint keeps the bytes its
 analyses read: hard links share the files without doubling the disk, and
@@ -11,13 +11,13 @@ import os
 import shutil
 from pathlib import Path
 
-from brainphase.checkpoints import verify_checkpoint
+from brainphase.contracts.checkpoint import verify_checkpoint
 from brainphase.io import atomic_path
 from brainphase.runtime import setup_job
 
 snakemake = snakemake  # noqa: F821
 log = setup_job(snakemake.log[0])
-source, dest = Path(snakemake.input.folder), Path(snakemake.output.checkpoint)
+source, dest = Path(snakemake.input.run) / snakemake.wildcards.step, Path(snakemake.output.checkpoint)
 
 
 def link_or_copy(src, dst):

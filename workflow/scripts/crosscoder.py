@@ -4,13 +4,13 @@ import time
 
 import pandas as pd
 
-from brainphase.activations import subject_activations
-from brainphase.runtime import resolve_device
+from brainphase.contracts.activations import subject_activations
 from brainphase.crosscoder import save_crosscoder
 from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
 from brainphase.io import write_parquet
-from brainphase.runtime import setup_job
-from brainphase.stimuli import read_brain, read_stimuli
+from brainphase.runtime import resolve_device, setup_job
+from brainphase.contracts.brain import read_brain
+from brainphase.contracts.stimuli import read_stimuli
 
 snakemake = snakemake  # noqa: F821
 p = snakemake.params

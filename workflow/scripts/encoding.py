@@ -1,16 +1,18 @@
 """Voxelwise encoding of one subject from one checkpoint's cached activations."""
 
-from brainphase.activations import subject_activations
-from brainphase.config import alphas
+from brainphase.contracts.activations import subject_activations
 from brainphase.encoding.pipeline import encode_layers
+from brainphase.encoding.settings import EncodingSettings
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
-from brainphase.stimuli import read_brain, read_stimuli
+from brainphase.contracts.brain import read_brain
+from brainphase.contracts.stimuli import read_stimuli
 
 snakemake = snakemake  # noqa: F821
 log = setup_job(snakemake.log[0], snakemake.threads, snakemake.params.seed)
-enc = snakemake.params.encoding
 wc = snakemake.wildcards
+settings = EncodingSettings.from_config(snakemake.params.encoding, seed=snakemake.params.seed,
+                                        resample=snakemake.params.resample, n_boot=snakemake.params.n_boot)
 
 brain = read_brain(snakemake.input.brain)
 acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(snakemake.input.stimuli),
@@ -18,11 +20,7 @@ acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(sn
 
 # TR-block bootstrap replicates of mean r per layer, for the standard errors of
 # the phase analysis: same seed and blocks at every checkpoint, so paired.
-voxels, boot = encode_layers(
-    acts, stimuli, brain, delays=enc["delays"], trim=enc["trim"], alphas=alphas(enc),
-    cv_splits=enc["cv_splits"], n_perm=enc["n_perm"], block_size=enc["block_size"],
-    fdr_q=enc["fdr_q"], seed=snakemake.params.seed, backend=enc["backend"], resample=snakemake.params.resample,
-    n_boot=snakemake.params.n_boot)
+voxels, boot = encode_layers(acts, stimuli, brain, settings)
 for table in (voxels, boot):
     table.insert(0, "subject", wc.subject)
     table.insert(0, "dataset", wc.dataset)

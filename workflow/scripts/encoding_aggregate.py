@@ -5,7 +5,7 @@ import pandas as pd
 from brainphase.encoding.summary import group_trajectories, scored_voxels, summarise_voxels
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
-from brainphase.stimuli import dataset_subject
+from brainphase.contracts.brain import dataset_subject
 
 snakemake = snakemake  # noqa: F821
 log = setup_job(snakemake.log[0])

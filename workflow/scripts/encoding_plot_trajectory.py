@@ -1,6 +1,9 @@
+"""Encoding accuracy against training tokens, one line per layer."""
+
 import pandas as pd
 
-from brainphase.plots import encoding_trajectory, save_figure
+from brainphase.encoding.plots import encoding_trajectory
+from brainphase.figures import save_figure
 from brainphase.runtime import setup_job
 
 snakemake = snakemake  # noqa: F821

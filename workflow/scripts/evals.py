@@ -3,7 +3,7 @@
 import time
 
 from brainphase.evals.harness import num_fewshot_for, run_benchmark
-from brainphase.checkpoints import verify_checkpoint
+from brainphase.contracts.checkpoint import verify_checkpoint
 from brainphase.runtime import resolve_device
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job

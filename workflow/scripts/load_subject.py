@@ -3,7 +3,7 @@
 from brainphase.io import write_parquet
 from brainphase.loaders.dataset import load_subject, subject_events
 from brainphase.runtime import setup_job
-from brainphase.stimuli import write_brain
+from brainphase.contracts.brain import write_brain
 
 snakemake = snakemake  # noqa: F821
 log = setup_job(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
-from brainphase.stimuli import text_corpus
+from brainphase.contracts.stimuli import text_corpus
 from brainphase.toyworld import build_world, corpus_stories
 
 snakemake = snakemake  # noqa: F821

@@ -2,14 +2,13 @@
 
 import time
 
-from brainphase.activations import load_unit_activations, site_layers
-from brainphase.checkpoints import count_parameters
-from brainphase.config import alphas
+from brainphase.contracts.activations import load_unit_activations, site_layers
+from brainphase.contracts.checkpoint import count_parameters
 from brainphase.io import write_parquet
 from brainphase.runtime import setup_job
-from brainphase.stimuli import read_stimuli
+from brainphase.contracts.stimuli import read_stimuli
 from brainphase.temporal.epochs import read_epochs
-from brainphase.temporal.pipeline import temporal_table
+from brainphase.temporal.pipeline import TemporalSettings, temporal_table
 
 snakemake = snakemake  # noqa: F821
 p = snakemake.params
@@ -22,8 +21,7 @@ epochs = read_epochs(snakemake.input.epochs)
 names = site_layers(snakemake.input.activations, cfg["site"])
 acts = load_unit_activations(snakemake.input.activations, stimuli, snakemake.input.stimuli, names=names)
 t0 = time.perf_counter()
-table = temporal_table(epochs, [acts[n] for n in names], stimuli, alphas=alphas(cfg), n_splits=cfg["cv_splits"],
-                       pca=cfg["pca"], n_perm=cfg["n_perm"], seed=p.seed)
+table = temporal_table(epochs, [acts[n] for n in names], stimuli, TemporalSettings.from_config(cfg, seed=p.seed))
 log.info("%s/%s %s, context %s: %d layers x %d lags in %.1fs", wc.model, wc.step, cfg["site"], p.context or "full",
          len(names), len(epochs.times), time.perf_counter() - t0)
 ids = {"analysis": "temporal", "model": wc.model, "step": wc.step, "tokens": int(p.tokens),

@@ -1,7 +1,8 @@
 """Word-locked epochs of one MEG subject, cut once for every checkpoint's temporal fit."""
 
 from brainphase.runtime import setup_job
-from brainphase.stimuli import check_alignment, read_brain, read_stimuli, subject_view
+from brainphase.contracts.brain import check_alignment, read_brain, subject_view
+from brainphase.contracts.stimuli import read_stimuli
 from brainphase.temporal.epochs import word_epochs, write_epochs
 
 snakemake = snakemake  # noqa: F821

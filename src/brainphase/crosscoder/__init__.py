@@ -1,4 +1,4 @@
-"""Brain–LM crosscoder: one sparse code of BOLD and the LM representation (METHODS §9; seed 003)."""
+"""Brain–LM crosscoder: one sparse code of BOLD and the LM representation."""
 
 from .model import BrainLMCrosscoder, load_crosscoder, save_crosscoder
 from .scores import (class_fractions, evaluate_crosscoder, latent_activations, latent_classes,

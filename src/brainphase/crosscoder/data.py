@@ -1,4 +1,4 @@
-"""Per-TR inputs of the brain–LM crosscoder (METHODS §9) from word activations and BOLD.
+"""Per-TR inputs of the brain–LM crosscoder from word activations and BOLD.
 
 x_lm(t) is the mean of the layer's Lanczos-resampled word features at t − 2,
 −4, −6 and −8 s (the hemodynamic lag, as one vector rather than the encoding
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import check_trim
-from ..encoding.delays import fir_delays, prepare_responses, trim, zscore_runs
+from ..encoding.delays import delays_in_trs, fir_delays, prepare_responses, trim, zscore_runs
 from ..encoding.runs import features_per_run, runs_by_split
 
 
@@ -38,14 +38,6 @@ def delayed_mean(runs: Sequence[np.ndarray], delays: Sequence[int]) -> list[np.n
         d = r.shape[1]
         out.append(fir_delays(r, delays).reshape(len(r), len(delays), d).mean(axis=1))
     return out
-
-
-def delays_in_trs(delays_s: Sequence[float], tr: float) -> list[int]:
-    trs = [d / tr for d in delays_s]
-    if any(abs(t - round(t)) > 1e-6 for t in trs):
-        raise ValueError(f"crosscoder delays {list(delays_s)} s are not whole TRs of {tr} s; "
-                         f"set crosscoder.delays_s to multiples of the TR")
-    return [int(round(t)) for t in trs]
 
 
 def crosscoder_inputs(acts: np.ndarray, stimuli: pd.DataFrame, brain, delays_s: Sequence[float] = (2, 4, 6, 8),

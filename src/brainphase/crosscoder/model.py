@@ -1,4 +1,4 @@
-"""Tied brain–LM TopK crosscoder (METHODS §9; seed 003).
+"""Tied brain–LM TopK crosscoder.
 
     z = TopK(W_brainᵀ x_brain + W_lmᵀ x_lm + b_enc),   x̂_brain = W_brain z,   x̂_lm = W_lm z
 
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..io import read_torch_tensors, write_torch_tensors
+from ..sparse_coding import dense_codes, topk_relu
 
 TENSORS = ("W_brain", "W_lm", "b_enc")
 # Every column of both sides at init: neither side ahead, and far below the
@@ -42,9 +43,7 @@ class BrainLMCrosscoder(nn.Module):
         return x_brain @ self.W_brain + x_lm @ self.W_lm + self.b_enc
 
     def _topk(self, pre: torch.Tensor) -> torch.Tensor:
-        values, indices = pre.topk(self.k, dim=-1)
-        # Fewer than k positive pre-activations: the rest must not fire negatively.
-        return pre.new_zeros(pre.shape).scatter(-1, indices, torch.relu(values))
+        return dense_codes(*topk_relu(pre, self.k), self.d_latent)
 
     def encode(self, x_brain: torch.Tensor, x_lm: torch.Tensor) -> torch.Tensor:
         """Dense codes (…, d_latent): the k largest pre-activations after ReLU, zeros elsewhere."""

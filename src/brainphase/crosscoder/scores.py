@@ -2,7 +2,7 @@
 
 r_i = (‖d_brain,i‖ − ‖d_lm,i‖) / max(‖d_brain,i‖, ‖d_lm,i‖) is +1 for a latent
 that writes only to the brain, −1 for one that writes only to the LM side, and
-0 for one that writes both equally (seed 003; Lindsey et al. 2024's relative
+0 for one that writes both equally (Lindsey et al. 2024's relative
 decoder norm, rescaled to [−1, 1]).
 """
 

@@ -8,7 +8,6 @@ with equal mean norms neither side buys more loss per unit of decoder norm.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -18,25 +17,32 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..runtime import resolve_device
-from ..sae.loss import auxk_codes
+from .. import sparse_coding
+from ..runtime import autocast, resolve_device
+from ..sparse_coding import TopKTrainConfig, fired_latents
 from .model import BrainLMCrosscoder
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class CrosscoderTrainConfig:
+class CrosscoderTrainConfig(TopKTrainConfig):
+    """Settings of a crosscoder's training; the shared TopK ones come from TopKTrainConfig."""
+
     d_latent: int = 1024
-    k: int = 64                  # active latents per TR
-    k_aux: int = 512             # dead latents asked to model the residual
-    aux_coef: float = 1 / 32
+    """Latents of the shared code."""
+    k: int = 64
+    """Active latents per TR."""
+    k_aux: int = 512
+    """Dead latents asked to model the residual (AuxK); 0 turns AuxK off."""
     lr: float = 1e-4
-    batch_size: int = 2048       # TRs per step
-    epochs: int = 300            # most epochs
-    patience: int = 20           # epochs without a better validation loss before stopping; 0: never stop
-    seed: int = 0
-    device: str = "cpu"          # cpu, cuda or auto
+    """Adam learning rate."""
+    batch_size: int = 2048
+    """TRs per optimiser step."""
+    epochs: int = 300
+    """Most passes over the training TRs."""
+    patience: int = 20
+    """Epochs without a better validation loss before stopping; 0: never stop early."""
 
 
 def scale_to_unit_norm(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, float]:
@@ -61,7 +67,7 @@ def scale_to_unit_norm(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, flo
 def time_shuffle(x_brain: np.ndarray, train_rows: np.ndarray, seed: int = 0) -> np.ndarray:
     """A copy of ``x_brain`` whose training rows are permuted among themselves.
 
-    The control of seed 003: it breaks which brain TR goes with which LM TR
+    The crosscoder's null control: it breaks which brain TR goes with which LM TR
     but keeps the brain's own distribution (and the training set's contents),
     so latents that stay shared after it are not evidence of alignment.
     Validation and test rows are untouched, so the control is scored on real pairs.
@@ -79,28 +85,19 @@ def reconstruction_losses(x_brain, x_lm, x_hat_brain, x_hat_lm) -> tuple[torch.T
             (x_hat_lm - x_lm).pow(2).sum(-1).mean())
 
 
+def _error_of_both_sides(residual, estimate) -> torch.Tensor:
+    brain, lm = reconstruction_losses(*residual, *estimate)
+    return brain + lm
+
+
 def auxk_loss(model: BrainLMCrosscoder, x_brain, x_lm, x_hat_brain, x_hat_lm, pre, dead_mask: torch.Tensor,
               k_aux: int) -> torch.Tensor:
     """‖e − ê‖² with e the residual of both sides (x̂ detached) and ê = [W_brain; W_lm] z_aux.
 
-    The dead latents get no gradient from the main loss; modelling what the
-    live ones miss brings them back. x̂ is detached so the live latents are
-    not pulled towards leaving a residual.
+    The model has no decoder bias, so its own decode maps the dead codes to ê.
     """
-    if k_aux <= 0 or not bool(dead_mask.any()):
-        # An empty sum: zero, but still in the graph so the caller may backward it.
-        return pre[..., :0].sum()
-    z_aux = auxk_codes(pre, dead_mask, k_aux)
-    e_hat_brain, e_hat_lm = model.decode(z_aux)
-    brain, lm = reconstruction_losses(x_brain - x_hat_brain.detach(), x_lm - x_hat_lm.detach(), e_hat_brain, e_hat_lm)
-    return brain + lm
-
-
-def _autocast(device: torch.device):
-    # bf16 on CUDA halves memory traffic; CPU bf16 matmuls are slow and lossy, so CPU stays float32.
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    residual = (x_brain - x_hat_brain.detach(), x_lm - x_hat_lm.detach())
+    return sparse_coding.auxk_loss(residual, pre, dead_mask, k_aux, decode=model.decode, error=_error_of_both_sides)
 
 
 def as_tensor(x, rows: np.ndarray, device) -> torch.Tensor:
@@ -121,6 +118,31 @@ def _validation_losses(model, x_brain: torch.Tensor, x_lm: torch.Tensor, batch_s
         brain += b.item() * len(xb)
         lm += m.item() * len(xb)
     return brain / len(x_brain), lm / len(x_brain)
+
+
+def _train_epoch(model, opt, train_b, train_l, order, dead, cfg: CrosscoderTrainConfig, device
+                 ) -> tuple[np.ndarray, torch.Tensor]:
+    """One pass over the training TRs in ``order``: the TR-weighted sums of (loss, loss_brain, loss_lm, aux),
+    and which latents fired."""
+    fired = torch.zeros(model.d_latent, dtype=torch.bool, device=device)
+    sums = np.zeros(4)
+    for i in range(math.ceil(len(order) / cfg.batch_size)):
+        idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        xb, xl = train_b[idx], train_l[idx]
+        with autocast(device, cfg.dtype):
+            x_hat_brain, x_hat_lm, z, pre = model(xb, xl)
+        x_hat_brain, x_hat_lm, pre = x_hat_brain.float(), x_hat_lm.float(), pre.float()
+        loss_brain, loss_lm = reconstruction_losses(xb, xl, x_hat_brain, x_hat_lm)
+        aux = auxk_loss(model, xb, xl, x_hat_brain, x_hat_lm, pre, dead, cfg.k_aux) if cfg.aux_coef > 0 \
+            else loss_brain.new_zeros(())
+        loss = loss_brain + loss_lm + cfg.aux_coef * aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        fired |= fired_latents(z)
+        # Batch-size weighted, so the epoch means are over TRs even with a short last batch.
+        sums += len(xb) * torch.stack([loss, loss_brain, loss_lm, aux]).detach().cpu().numpy()
+    return sums, fired
 
 
 def train_crosscoder(x_brain, x_lm, train_rows: np.ndarray, val_rows: np.ndarray, cfg: CrosscoderTrainConfig,
@@ -157,24 +179,7 @@ def train_crosscoder(x_brain, x_lm, train_rows: np.ndarray, val_rows: np.ndarray
 
     for epoch in range(cfg.epochs):
         order = torch.from_numpy(rng.permutation(len(train_rows))).to(device)
-        fired = torch.zeros(model.d_latent, dtype=torch.bool, device=device)
-        sums = np.zeros(4)
-        for i in range(steps_per_epoch):
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            xb, xl = train_b[idx], train_l[idx]
-            with _autocast(device):
-                x_hat_brain, x_hat_lm, z, pre = model(xb, xl)
-            x_hat_brain, x_hat_lm, pre = x_hat_brain.float(), x_hat_lm.float(), pre.float()
-            loss_brain, loss_lm = reconstruction_losses(xb, xl, x_hat_brain, x_hat_lm)
-            aux = auxk_loss(model, xb, xl, x_hat_brain, x_hat_lm, pre, dead, cfg.k_aux) if cfg.aux_coef > 0 \
-                else loss_brain.new_zeros(())
-            loss = loss_brain + loss_lm + cfg.aux_coef * aux
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            fired |= (z > 0).any(0)
-            # Batch-size weighted, so the epoch means are over TRs even with a short last batch.
-            sums += len(xb) * torch.stack([loss, loss_brain, loss_lm, aux]).detach().cpu().numpy()
+        sums, fired = _train_epoch(model, opt, train_b, train_l, order, dead, cfg, device)
         dead = ~fired
 
         val_brain, val_lm = _validation_losses(model, val_b, val_l, cfg.batch_size)

@@ -1,14 +1,15 @@
-"""Voxelwise fMRI encoding models (METHODS §3): resampling, delays, ridge, statistics.
+"""Voxelwise fMRI encoding models: resampling, delays, ridge, statistics.
 
 Names resolve on first use (PEP 562): jobs that only need resampling or delays
-(the crosscoder's inputs) do not pay for scikit-learn's import, ~1.6 s a job.
+(the crosscoder's inputs) do not pay for importing scikit-learn.
 """
 
 from importlib import import_module
 
 _WHERE = {
-    "fir_delays": "delays", "prepare_design": "delays", "prepare_responses": "delays", "trim": "delays",
-    "zscore_runs": "delays",
+    "delays_in_trs": "delays", "fir_delays": "delays", "prepare_design": "delays", "prepare_responses": "delays",
+    "trim": "delays", "zscore_runs": "delays",
+    "EncodingSettings": "settings", "alpha_grid": "settings",
     "EncodingResult": "model", "fit_encoding": "model",
     "lanczos_kernel": "resample", "lanczos_resample": "resample", "overlap_mean": "resample",
     "GroupedRidgeCV": "ridge", "grouped_splits": "ridge",

@@ -1,7 +1,10 @@
-"""Per-run preprocessing of the design and responses (METHODS §3.2–3.3).
+"""FIR delays and the per-run preprocessing of the design and responses.
 
-Everything is done run by run so that neither z-scoring statistics nor
-delayed copies ever leak across run (story) boundaries.
+Delays are counted in samples of the brain data (TRs for fMRI) everywhere in
+the package; :func:`delays_in_trs` converts delays given in seconds, once,
+where an analysis reads them from its config. Everything else is done run by
+run so that neither z-scoring statistics nor delayed copies ever leak across
+run (story) boundaries.
 """
 
 from __future__ import annotations
@@ -9,6 +12,19 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+
+
+def delays_in_trs(delays_s: Sequence[float], tr: float, key: str = "crosscoder.delays_s") -> list[int]:
+    """Delays in seconds -> delays in TRs (samples), the unit of :func:`fir_delays`.
+
+    Raises ValueError naming the config ``key`` when a delay is not a whole
+    number of TRs of ``tr`` seconds.
+    """
+    trs = [d / tr for d in delays_s]
+    if any(abs(t - round(t)) > 1e-6 for t in trs):
+        raise ValueError(f"config key {key}: delays {list(delays_s)} s are not whole TRs of {tr} s; "
+                         f"set {key} to multiples of the TR")
+    return [int(round(t)) for t in trs]
 
 
 def fir_delays(X: np.ndarray, delays: Sequence[int]) -> np.ndarray:
@@ -21,7 +37,9 @@ def fir_delays(X: np.ndarray, delays: Sequence[int]) -> np.ndarray:
     Parameters
     ----------
     X : array (n_samples, n_features) or (n_samples,)
-    delays : sequence of int, in samples (TRs)
+    delays : sequence of int
+        In samples of ``X`` (TRs for fMRI), not seconds; convert seconds
+        with :func:`delays_in_trs`.
 
     Returns
     -------
@@ -101,7 +119,7 @@ def _stack(runs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 def prepare_design(
     features_per_run: Sequence[np.ndarray], delays: Sequence[int], trim: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """z-score per run, FIR-delay per run, trim per run, then stack.
+    """z-score per run, FIR-delay per run (``delays`` in TRs), trim per run, then stack.
 
     Delaying before trimming lets the kept samples take their history from
     the trimmed lead-in instead of zero padding.

@@ -1,4 +1,4 @@
-"""One voxelwise encoding fit: ridge on training runs, scored on the test set (METHODS §3.4–3.7)."""
+"""One voxelwise encoding fit: ridge on training runs, scored on the test set."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """From cached word activations and a subject's BOLD to per-voxel encoding results.
 
-Applies METHODS §3 per layer: Lanczos to TRs, per-run z-scoring, FIR delays,
+Per layer: resampling to TRs, per-run z-scoring, FIR delays (in TRs),
 trimming, grouped-CV ridge, test r, block permutations, FDR, noise ceiling.
 """
 
@@ -16,12 +16,14 @@ from ..config import check_trim
 from .delays import prepare_design, prepare_responses
 from .model import fit_encoding
 from .runs import features_per_run, runs_by_split
+from .settings import EncodingSettings
 from .stats import noise_ceiling
 
 log = logging.getLogger(__name__)
 
 
 def ceiling_per_voxel(brain, test_runs: list[str], trim: int) -> np.ndarray | None:
+    """Noise-ceiling r per voxel from the test runs' repeats (trimmed); None when a test run has none."""
     reps = [brain.runs[r].repeats for r in test_runs]
     if any(r is None for r in reps):
         return None
@@ -30,16 +32,18 @@ def ceiling_per_voxel(brain, test_runs: list[str], trim: int) -> np.ndarray | No
     return noise_ceiling(stacked).r_ceiling
 
 
-def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, *, delays, trim, alphas,
-                  cv_splits, n_perm, block_size, fdr_q, seed, backend, resample="lanczos", n_boot=0):
-    """One row per (site, layer, voxel); ``resample``: ``lanczos`` (words) or ``overlap`` (annotations).
+def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, settings: EncodingSettings):
+    """One row per (site, layer, voxel) of ``acts`` (keys ``site.layer``, rows following ``stimuli``).
 
-    With ``n_boot`` > 0, returns ``(voxels, bootstrap)``: the second table has
-    one row per (site, layer, replicate) with ``value``, the mean test r over
-    the scored voxels in a TR-block bootstrap replicate of the test set
-    (blocks of ``block_size`` TRs; the draws depend on ``seed`` only, so they
-    are the same at every checkpoint).
+    ``settings.delays`` are in TRs. With ``settings.n_boot`` > 0, returns
+    ``(voxels, bootstrap)``: the second table has one row per (site, layer,
+    replicate) with ``value``, the mean test r over the scored voxels in a
+    TR-block bootstrap replicate of the test set (blocks of ``block_size``
+    TRs; the draws depend on ``seed`` only, so they are the same at every
+    checkpoint).
     """
+    s = settings
+    trim, n_boot = s.trim, s.n_boot
     train_runs, test_runs = runs_by_split(stimuli, brain)
     check_trim({r: len(brain.runs[r].data) for r in train_runs + test_runs}, trim, "encoding.trim",
                "the subject's brain data")
@@ -50,10 +54,10 @@ def encode_layers(acts: dict[str, np.ndarray], stimuli: pd.DataFrame, brain, *, 
     for name, a in acts.items():
         site, layer = name.split(".")
         t0 = time.perf_counter()
-        x_train, groups = prepare_design(features_per_run(a, stimuli, brain, train_runs, resample), delays, trim)
-        x_test, _ = prepare_design(features_per_run(a, stimuli, brain, test_runs, resample), delays, trim)
-        res = fit_encoding(x_train, y_train, groups, x_test, y_test, alphas=alphas, n_splits=cv_splits,
-                           n_perm=n_perm, block_size=block_size, q=fdr_q, seed=seed, backend=backend,
+        x_train, groups = prepare_design(features_per_run(a, stimuli, brain, train_runs, s.resample), s.delays, trim)
+        x_test, _ = prepare_design(features_per_run(a, stimuli, brain, test_runs, s.resample), s.delays, trim)
+        res = fit_encoding(x_train, y_train, groups, x_test, y_test, alphas=s.alphas, n_splits=s.cv_splits,
+                           n_perm=s.n_perm, block_size=s.block_size, q=s.fdr_q, seed=s.seed, backend=s.backend,
                            n_boot=n_boot)
         df = pd.DataFrame({
             "site": site, "layer": int(layer), "voxel": np.arange(y_train.shape[1]),

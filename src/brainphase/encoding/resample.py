@@ -1,4 +1,4 @@
-"""Bring word- or annotation-level features onto the fMRI TR grid (METHODS §3.1)."""
+"""Bring word- or annotation-level features onto the fMRI TR grid."""
 
 from __future__ import annotations
 

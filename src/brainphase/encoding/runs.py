@@ -29,7 +29,7 @@ def features_per_run(acts: np.ndarray, stimuli: pd.DataFrame, brain, runs: list[
 
     ``lanczos``: words, as points at their midpoints, Lanczos-interpolated to the
     TR centres (Huth et al. 2016). ``overlap``: annotation units (one text per
-    second or scene), the mean of the units overlapping each TR (METHODS §3.1).
+    second or scene), the mean of the units overlapping each TR.
     """
     if resample not in RESAMPLERS:
         raise ValueError(f"unknown resampling {resample!r}; use one of {RESAMPLERS}")

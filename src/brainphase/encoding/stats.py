@@ -1,4 +1,4 @@
-"""Scores and significance for voxelwise encoding models (METHODS §3.5–3.7)."""
+"""Scores and significance for voxelwise encoding models."""
 
 from __future__ import annotations
 

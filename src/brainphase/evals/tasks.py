@@ -28,7 +28,7 @@ import numpy as np
 from ..io import atomic_path, write_text
 from ..toyworld.stories import ENDINGS, TEMPLATES
 
-# The paper's benchmarks (METHODS §4). All four names are registered in the
+# The benchmarks of Nakagi et al. 2025. All four names are registered in the
 # installed lm-eval 0.4.x: "mmlu" and "mmmlu_ja_jp" are groups,
 # "commonsense_qa" and "ja_leaderboard_jcommonsenseqa" single tasks.
 DEFAULT_REAL_TASKS = ["mmlu", "commonsense_qa", "mmmlu_ja_jp", "ja_leaderboard_jcommonsenseqa"]

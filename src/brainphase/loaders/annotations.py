@@ -1,6 +1,6 @@
 """Annotation tables: one text per stretch of time (per second, per scene), as for movie datasets.
 
-Seed 000's movie study describes what is on screen in short texts, each with an
+A movie study can describe what is on screen in short texts, each with an
 onset and a duration; the LM reads each text whole (``pooling: mean``) and the
 encoding model sees it during its interval. The table is TSV, CSV or parquet
 with columns ``run``, ``onset`` (s), ``text`` and optionally ``duration`` (s);
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..stimuli import DataError, read_parquet, utf8_error
+from ..contracts.stimuli import DataError, read_parquet, utf8_error
 
 REQUIRED = ("run", "onset", "text")
 

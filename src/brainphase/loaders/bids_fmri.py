@@ -51,9 +51,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..stimuli import BrainRun, DataError
-from .lebel import LoadedFMRI, drop_bad_voxels
+from ..contracts.brain import BrainRun
+from ..contracts.stimuli import DataError
 from .annotations import read_annotations, run_annotations
+from .types import LoadedFMRI, drop_bad_voxels
 from .words import clean_extras, parse_times, read_events_tsv, words_to_stimuli
 
 log = logging.getLogger(__name__)
@@ -269,33 +270,9 @@ def bids_fmri_inputs(bids_root: str | Path, subject: str, task: str, mask: str |
     return [f for f in dict.fromkeys(files) if f.is_file()]
 
 
-def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | Path | None = None,
-                   word_column: str | None = None, test_runs: Sequence[str] = (), *, space: str | None = None,
-                   event_type: str | None = None, events_root: str | Path | None = None,
-                   annotations: str | Path | None = None, lang: str = "", bad_voxels: str = "raise",
-                   on_bad_onset: str = "error") -> LoadedFMRI:
-    """Words and masked BOLD of one subject's runs of ``task``; see the module doc.
-
-    ``mask``: a brain-mask NIfTI on the BOLD grid (default: the runs'
-    ``*_desc-brain_mask``). ``word_column``/``event_type`` pick the words out of the
-    events files; ``events_root`` is where to look for them besides the run's
-    folder (default ``bids_root``). ``space`` picks one space of a derivatives
-    folder with several. ``test_runs`` are split ``test``. ``bad_voxels``:
-    ``raise`` on voxels that are NaN/inf or constant in a run, or ``drop`` them.
-    ``annotations``: a table of timed texts per run (``loaders.annotations``) that
-    replaces the events files as the source of units. ``on_bad_onset``: a word
-    event whose onset or duration is not a number (``n/a``, a decimal comma) is an
-    ``error`` naming the file and line, or with ``warn`` is dropped with a warning
-    that counts them.
-    Returns :class:`~brainphase.loaders.lebel.LoadedFMRI` (stimuli, runs, tr, coords (V, 3) mm).
-    """
-    import nibabel as nib
-    from nilearn.maskers import NiftiMasker
-
-    root = Path(bids_root)
-    subject = str(subject).removeprefix("sub-")
-    events_root = Path(events_root) if events_root is not None else root
-    bolds = _find_bolds(root, subject, str(task), space)
+def _runs_and_splits(bolds: list[tuple[Path, dict]], test_runs, root: Path, subject: str, task: str
+                     ) -> tuple[list[tuple[str, Path, dict]], dict[str, set], dict[str, bool]]:
+    """(name, BOLD file, entities) per run, each run's labels (name, BIDS run label) and whether it is a test run."""
     runs_found: list[tuple[str, Path, dict]] = []
     for p, ents in bolds:
         name = _run_name(ents)
@@ -312,6 +289,12 @@ def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | P
     if unmatched:
         raise DataError(f"{root}: test runs {unmatched} match no run of subject {subject} task {task} "
                         f"(runs: {list(labels)}); use a run name or a BIDS run label")
+    return runs_found, labels, is_test
+
+
+def _open_runs(runs_found: list[tuple[str, Path, dict]], mask: str | Path | None, root: Path):
+    """The runs' images and TRs, their shared affine and the brain mask (given, or the runs' masks intersected)."""
+    import nibabel as nib
 
     imgs, trs, shape, affine, mask_arr = {}, {}, None, None, None
     for name, p, ents in runs_found:
@@ -346,7 +329,38 @@ def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | P
         mask_arr = _binary_mask(Path(mask), shape, affine)
     if not mask_arr.any():
         raise DataError(f"{root}: the runs' brain masks share no voxel; pass mask= one mask for all runs")
+    return imgs, trs, affine, mask_arr
 
+
+def load_bids_fmri(bids_root: str | Path, subject: str, task: str, mask: str | Path | None = None,
+                   word_column: str | None = None, test_runs: Sequence[str] = (), *, space: str | None = None,
+                   event_type: str | None = None, events_root: str | Path | None = None,
+                   annotations: str | Path | None = None, lang: str = "", bad_voxels: str = "raise",
+                   on_bad_onset: str = "error") -> LoadedFMRI:
+    """Words and masked BOLD of one subject's runs of ``task``; see the module doc.
+
+    ``mask``: a brain-mask NIfTI on the BOLD grid (default: the runs'
+    ``*_desc-brain_mask``). ``word_column``/``event_type`` pick the words out of the
+    events files; ``events_root`` is where to look for them besides the run's
+    folder (default ``bids_root``). ``space`` picks one space of a derivatives
+    folder with several. ``test_runs`` are split ``test``. ``bad_voxels``:
+    ``raise`` on voxels that are NaN/inf or constant in a run, or ``drop`` them.
+    ``annotations``: a table of timed texts per run (``loaders.annotations``) that
+    replaces the events files as the source of units. ``on_bad_onset``: a word
+    event whose onset or duration is not a number (``n/a``, a decimal comma) is an
+    ``error`` naming the file and line, or with ``warn`` is dropped with a warning
+    that counts them.
+    Returns :class:`~brainphase.loaders.types.LoadedFMRI` (stimuli, runs, tr, coords (V, 3) mm).
+    """
+    import nibabel as nib
+    from nilearn.maskers import NiftiMasker
+
+    root = Path(bids_root)
+    subject = str(subject).removeprefix("sub-")
+    events_root = Path(events_root) if events_root is not None else root
+    runs_found, labels, is_test = _runs_and_splits(_find_bolds(root, subject, str(task), space), test_runs,
+                                                   root, subject, task)
+    imgs, trs, affine, mask_arr = _open_runs(runs_found, mask, root)
     notes = read_annotations(annotations) if annotations is not None else None
     masker = NiftiMasker(mask_img=nib.Nifti1Image(mask_arr.astype(np.uint8), affine), standardize=False,
                          detrend=False, reports=False).fit()

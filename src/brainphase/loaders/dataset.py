@@ -9,8 +9,6 @@ some subjects miss some runs.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,26 +16,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..stimuli import EVENT_COLUMNS, BrainRun, DataError
-
-# source -> (module, function, kind of data)
-SOURCES = {
-    "lebel": ("brainphase.loaders.lebel", "load_lebel", "fmri"),
-    "bids_fmri": ("brainphase.loaders.bids_fmri", "load_bids_fmri", "fmri"),
-    "meg_bids": ("brainphase.loaders.meg_bids", "load_meg_bids", "meg"),
-}
-# source -> (module, function) listing the files the loader reads for one subject, given the same options.
-INPUTS = {
-    "lebel": ("brainphase.loaders.lebel", "lebel_inputs"),
-    "bids_fmri": ("brainphase.loaders.bids_fmri", "bids_fmri_inputs"),
-    "meg_bids": ("brainphase.loaders.meg_bids", "meg_bids_inputs"),
-}
-# Keyword arguments that a config file cannot express.
-NOT_CONFIGURABLE = frozenset({"word_filter"})
+from ..contracts.brain import EVENT_COLUMNS, BrainRun
+from ..contracts.stimuli import DataError
+from .registry import get_loader
 
 
 @dataclass
 class LoadedSubject:
+    """One subject as any loader gives it: ``tr`` for fMRI, ``sfreq`` for MEG/EEG (the other None)."""
+
     stimuli: pd.DataFrame
     runs: dict[str, BrainRun]
     tr: float | None
@@ -45,17 +32,9 @@ class LoadedSubject:
     coords: np.ndarray
 
 
-def _loader(source: str):
-    if source not in SOURCES:
-        raise ValueError(f"unknown dataset source {source!r}; loaders exist for {sorted(SOURCES)}")
-    module, name, _ = SOURCES[source]
-    return getattr(importlib.import_module(module), name)
-
-
 def loader_options(source: str) -> list[str]:
     """The keyword arguments of ``source``'s loader that a config entry may set (after root and subject)."""
-    params = list(inspect.signature(_loader(source)).parameters.values())[2:]
-    return [p.name for p in params if p.name not in NOT_CONFIGURABLE]
+    return get_loader(source).options()
 
 
 def load_subject(source: str, path: str | Path, subject: str, options: dict[str, Any] | None = None
@@ -69,8 +48,8 @@ def load_subject(source: str, path: str | Path, subject: str, options: dict[str,
     root = Path(path)
     if not root.exists():
         raise DataError(f"{root}: dataset folder missing; download the dataset there or fix the dataset's path")
-    out = _loader(source)(root, subject, **options)
-    if SOURCES[source][2] == "meg":
+    out = get_loader(source).load_function()(root, subject, **options)
+    if get_loader(source).kind == "meg":
         return LoadedSubject(out.stimuli, out.runs, None, out.sfreq, out.coords)
     return LoadedSubject(out.stimuli, out.runs, out.tr, None, out.coords)
 
@@ -83,10 +62,7 @@ def subject_inputs(source: str, path: str | Path, subject: str, options: dict[st
     it downstream), and nothing else. Missing folders give no files rather than
     an error: a dry run must plan the DAG before the data are downloaded.
     """
-    if source not in INPUTS:
-        raise ValueError(f"unknown dataset source {source!r}; loaders exist for {sorted(SOURCES)}")
-    module, name = INPUTS[source]
-    files = getattr(importlib.import_module(module), name)(Path(path), subject, **dict(options or {}))
+    files = get_loader(source).inputs_function()(Path(path), subject, **dict(options or {}))
     return [str(f) for f in files]
 
 

@@ -11,19 +11,9 @@ Layout read (the dataset's ``derivative`` folder, as the Huth lab's
 
 Each story is one run (named by the story), split ``test`` for the stories in
 ``test_stories`` (default ``wheretheressmoke``, the story LeBel et al. repeat
-and hold out) and ``train`` otherwise. Words come from the TextGrid's word tier:
-the tier named ``word`` or ``words`` (any case), or the one named by the option
-``word_tier``. There is no positional fallback (the Huth lab's ``make_word_ds``
-takes the second tier): a grid whose tiers are, say, (``words``, ``phones``)
-would give phones as words. Word intervals that overlap or repeat an earlier one
-are an error naming the file, interval and count; ``on_overlap="warn"`` keeps
-them with a warning and marks them in the stimulus column ``overlap``. The
-markers ``sp br lg ls ns sentence_start sentence_end``, anything in braces
-(``{LG}``) and empty intervals are dropped, case-insensitively. The Huth lab's
-filter (``DEFAULT_BAD_WORDS`` after ``.strip("{}")``) keeps empty intervals as
-"words" that get a zero vector in their semantic models; a language model has no
-use for an empty word, so they are dropped here. Word text is kept as written
-(the Huth lab lower-cases it).
+and hold out) and ``train`` otherwise. Words come from the TextGrid's word tier
+(:mod:`brainphase.loaders.textgrid`: which tier, which markers are dropped,
+what overlapping intervals do).
 
 Time convention — what the rows of the ``.hf5`` files are
 -----------------------------------------------------------
@@ -96,23 +86,22 @@ subject's pycortex mask NIfTI (e.g. ``mask_thick.nii.gz`` of the transform;
 pycortex orders voxels as ``mask_nifti.T != 0`` flattened in C order, i.e. x
 fastest) to get millimetre coordinates (V, 3) through its affine, or a ``.npy``
 (V, 3) array.
-
-:class:`LoadedFMRI` is shared with :mod:`brainphase.loaders.bids_fmri`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from ..stimuli import WORD_REACH_TRS, BrainRun, DataError, check_timings, utf8_error
+from ..contracts.brain import WORD_REACH_TRS, BrainRun
+from ..contracts.stimuli import DataError, check_timings
+from .textgrid import word_intervals
+from .types import LoadedFMRI, drop_bad_voxels
 
 log = logging.getLogger(__name__)
 
@@ -128,236 +117,6 @@ TEST_STORIES = ("wheretheressmoke",)
 # Single presentations of the test story, (repeats x TRs x voxels), next to its ``data``; read as in
 # genandlam/Cross-participant-semantic-decoding decoding/utils_resp.py get_resp_test (hf["individual_repeats"]).
 REPEATS_KEY = "individual_repeats"
-NON_WORDS = frozenset({"sp", "br", "lg", "ls", "ns", "sentence_start", "sentence_end"})
-BAD_VOXEL_POLICIES = ("raise", "drop")
-WORD_TIER_NAMES = ("word", "words")  # matched case-insensitively
-OVERLAP_POLICIES = ("error", "warn")
-
-
-class LoadedFMRI(NamedTuple):
-    stimuli: pd.DataFrame  # one row per word, the stimulus contract (+ word_index, split, extras)
-    runs: dict[str, BrainRun]  # run name -> (TRs x voxels) float32, split train/test
-    tr: float  # seconds per volume; volume i is centred at (i + 0.5) * tr on the onsets' clock
-    coords: np.ndarray  # (voxels, 1) column index, or (voxels, 3) millimetres
-
-
-# --------------------------------------------------------------------------- TextGrid
-# Parsed by hand rather than with a dependency: none of the PyPI TextGrid readers
-# (praatio, textgrid, tgt) is in this project's pinned environment, and a reader
-# for the two text formats is ~60 lines, less than adding and pinning one for
-# every conda env. The Huth lab's own reader (an NLTK regex port) cannot read
-# doubled quotes inside a label (its pattern stops at the first '"'). The long
-# format is ``key = value`` lines (a quoted value may span lines, '"' doubled);
-# the short format is the same values without the keys.
-
-class Tier(NamedTuple):
-    cls: str  # IntervalTier or TextTier
-    name: str
-    items: list[tuple[float, float, str]]  # (xmin, xmax, text); a point has xmin == xmax
-
-
-_STRING = r'"(?:[^"]|"")*"'
-_KEY_VALUE = re.compile(rf'([A-Za-z]\w*)\s*=\s*({_STRING}|[^\s"]+)')
-_TOKEN = re.compile(rf'{_STRING}|[^\s"]+')
-
-
-# A UTF-8 lead byte and its continuation bytes: text that holds one was written as UTF-8.
-_UTF8_CHAR = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
-
-
-def _decode(raw: bytes, path: Path) -> str:
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError as err:
-            raise DataError(f"{path}: not valid UTF-16 at byte {err.start} (the file starts with a UTF-16 byte "
-                            "order mark); re-save it from Praat") from err
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        if _UTF8_CHAR.search(raw) is None:
-            return raw.decode("latin-1")  # Praat's other 8-bit text encoding: no UTF-8 character anywhere
-        # Some characters are UTF-8 and one is not: a damaged UTF-8 file, which Latin-1 would garble silently.
-        raise utf8_error(path, "the file is UTF-8 elsewhere; fix that byte or re-save the TextGrid from Praat "
-                               "(UTF-8 or UTF-16)") from err
-
-
-def _unquote(value: str) -> str:
-    return value[1:-1].replace('""', '"') if value.startswith('"') else value
-
-
-def _long_format(text: str) -> list[Tier]:
-    tiers: list[Tier] = []
-    cur: Tier | None = None
-    start = end = None
-    for m in _KEY_VALUE.finditer(text):
-        key, value = m.group(1).lower(), _unquote(m.group(2))
-        if key == "class" and value in ("IntervalTier", "TextTier"):
-            cur = Tier(value, "", [])
-            tiers.append(cur)
-        elif cur is None:
-            continue  # file header
-        elif key == "name" and not cur.name and not cur.items:
-            tiers[-1] = cur = cur._replace(name=value)
-        elif key in ("xmin", "number", "time"):
-            start = float(value)
-        elif key == "xmax":
-            end = float(value)
-        elif key in ("text", "mark") and start is not None:
-            cur.items.append((start, end if key == "text" else start, value))
-            start = end = None
-    return tiers
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
-def _short_format(text: str) -> list[Tier]:
-    # Like Praat, read only strings and numbers: skips "File type =", "<exists>" and the like.
-    tokens = [t for t in _TOKEN.findall(text) if t.startswith('"') or _is_number(t)]
-    pos = 4  # "ooTextFile", "TextGrid", xmin, xmax of the grid
-    n_tiers = int(float(tokens[pos]))
-    pos += 1
-    tiers = []
-    for _ in range(n_tiers):
-        cls, name = _unquote(tokens[pos]), _unquote(tokens[pos + 1])
-        n = int(float(tokens[pos + 4]))
-        pos += 5
-        items = []
-        for _ in range(n):
-            if cls == "TextTier":
-                items.append((float(tokens[pos]), float(tokens[pos]), _unquote(tokens[pos + 1])))
-                pos += 2
-            else:
-                items.append((float(tokens[pos]), float(tokens[pos + 1]), _unquote(tokens[pos + 2])))
-                pos += 3
-        tiers.append(Tier(cls, name, items))
-    return tiers
-
-
-def read_textgrid(path: str | Path) -> list[Tier]:
-    """The tiers of a Praat TextGrid in the long or the short text format."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: TextGrid missing; the word timings come from it. Add it or drop the story")
-    text = _decode(path.read_bytes(), path)
-    if "ooTextFile" not in text[:200] or "TextGrid" not in text[:200]:
-        raise DataError(f"{path}: not a Praat TextGrid text file (no 'ooTextFile'/'TextGrid' header); "
-                        "save it from Praat as a text file (long or short format)")
-    try:
-        long_format = re.search(r"^\s*xmin\s*=", text, re.MULTILINE) is not None
-        tiers = _long_format(text) if long_format else _short_format(text)
-    except (ValueError, IndexError) as err:
-        raise DataError(f"{path}: cannot parse the TextGrid ({err}); re-save it from Praat as a text file") from err
-    if not tiers:
-        raise DataError(f"{path}: no tiers found; re-save it from Praat as a text file (long format)")
-    return tiers
-
-
-def is_word(text: str) -> bool:
-    """False for the non-word markers of LeBel et al.'s transcripts (see the module doc)."""
-    t = text.strip().lower()
-    if not t or (t.startswith("{") and t.endswith("}")):
-        return False
-    return t.strip("{}").strip() not in NON_WORDS
-
-
-def _word_tier(tiers: list[Tier], path: Path, word_tier: str | None) -> Tier:
-    names = [t.name for t in tiers]
-    if word_tier is not None:
-        found = [t for t in tiers if t.name.strip().lower() == word_tier.strip().lower()]
-        if not found:
-            raise DataError(f"{path}: no tier named {word_tier!r} (its tiers: {names}); set the lebel option "
-                            "word_tier to the name of the tier that holds the words")
-    else:
-        found = [t for t in tiers if t.name.strip().lower() in WORD_TIER_NAMES]
-        if not found:
-            raise DataError(f"{path}: no word tier — none of its tiers {names} is named 'word' or 'words' (any "
-                            "case); set the lebel option word_tier to the name of the tier that holds the words, "
-                            "or rename that tier")
-    if len(found) > 1:
-        raise DataError(f"{path}: several tiers could be the word tier ({[t.name for t in found]}, of {names}); "
-                        "set the lebel option word_tier to one name, or rename the others")
-    return found[0]
-
-
-def word_intervals(path: str | Path, on_overlap: str = "error", word_tier: str | None = None) -> pd.DataFrame:
-    """Words of a TextGrid's word tier, in time order.
-
-    Columns onset, offset (TextGrid seconds), text, interval (the interval's
-    1-based number in the tier, as Praat counts) and overlap (True where the
-    word starts before an earlier word has ended, or repeats its interval). The
-    tier is the one named ``word``/``words`` (any case) or ``word_tier``.
-    Overlaps are an error naming the first interval and the count, or with
-    ``on_overlap="warn"`` a warning that counts them.
-    """
-    if on_overlap not in OVERLAP_POLICIES:
-        raise ValueError(f"on_overlap must be one of {OVERLAP_POLICIES}, got {on_overlap!r}")
-    path = Path(path)
-    tier = _word_tier(read_textgrid(path), path, word_tier)
-    if tier.cls != "IntervalTier":
-        raise DataError(f"{path}: word tier {tier.name!r} is a {tier.cls}; words need an IntervalTier")
-    rows = [(a, b, t.strip(), j) for j, (a, b, t) in enumerate(tier.items, 1) if is_word(t)]
-    words = pd.DataFrame(rows, columns=["onset", "offset", "text", "interval"])
-    if words.empty:
-        raise DataError(f"{path}: the word tier {tier.name!r} holds no words (only markers such as sp or "
-                        "empty intervals); check the tier")
-    words = words.sort_values("onset", kind="stable").reset_index(drop=True)
-    onset, offset = words["onset"].to_numpy(float), words["offset"].to_numpy(float)
-    if not (np.isfinite(onset) & np.isfinite(offset)).all() or (offset < onset).any():
-        i = int(np.flatnonzero(~(np.isfinite(onset) & np.isfinite(offset)) | (offset < onset))[0])
-        raise DataError(f"{path}: tier {tier.name!r} interval {words['interval'][i]} ({words['text'][i]!r}) has "
-                        f"xmin {onset[i]}, xmax {offset[i]}; an interval needs finite times with xmax >= xmin — "
-                        "fix it in Praat")
-    # A Praat tier's intervals tile time, so two words can share time only in a generated or hand-edited grid
-    # (a merge that doubled a stretch, say); their features would be counted twice.
-    ended = np.maximum.accumulate(offset)
-    same = np.r_[False, (onset[1:] == onset[:-1]) & (offset[1:] == offset[:-1])]
-    overlap = np.r_[False, onset[1:] < ended[:-1] - 1e-9] | same
-    words["overlap"] = overlap
-    if overlap.any():
-        i = int(np.flatnonzero(overlap)[0])
-        msg = (f"{path}: {int(overlap.sum())} word interval(s) of tier {tier.name!r} overlap or repeat an earlier "
-               f"one (first: interval {words['interval'][i]}, {words['text'][i]!r} at {onset[i]}-{offset[i]} s, "
-               f"against {words['text'][i - 1]!r} at {onset[i - 1]}-{offset[i - 1]} s)")
-        if on_overlap == "error":
-            raise DataError(f"{msg}; fix the tier in Praat (each stretch of time once), or set the lebel option "
-                            "on_overlap: warn to keep them, marked in the stimulus column overlap")
-        log.warning("%s; kept (on_overlap: warn) and marked in the stimulus column overlap", msg)
-    return words
-
-
-# --------------------------------------------------------------------------- voxels (shared with bids_fmri)
-
-def drop_bad_voxels(runs: Mapping[str, np.ndarray], files: Mapping[str, Path], coords: np.ndarray,
-                    policy: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Voxels with NaN/inf or no variance in any run: raise (``policy="raise"``) or drop them everywhere."""
-    if policy not in BAD_VOXEL_POLICIES:
-        raise ValueError(f"bad_voxels must be one of {BAD_VOXEL_POLICIES}, got {policy!r}")
-    bad = np.zeros(coords.shape[0], bool)
-    first = None  # (run, count) of the first run with bad voxels
-    for name, data in runs.items():
-        this = ~np.isfinite(data).all(0)
-        ok = ~this
-        this[ok] = data[:, ok].max(0) == data[:, ok].min(0)
-        if this.any() and first is None:
-            first = (name, int(this.sum()))
-        bad |= this
-    if first is None:
-        return dict(runs), coords
-    name, count = first
-    if policy == "raise":
-        raise DataError(f"{files[name]}: {count} voxel(s) hold NaN/inf or are constant ({int(bad.sum())} over "
-                        "all runs); pass bad_voxels='drop' to drop them from every run, or tighten the mask")
-    log.warning("dropping %d of %d voxels that hold NaN/inf or are constant in some run (first in %s)",
-                int(bad.sum()), bad.size, files[name])
-    keep = ~bad
-    return {k: np.ascontiguousarray(v[:, keep]) for k, v in runs.items()}, coords[keep]
 
 
 def _pycortex_coords(path: Path, n_voxels: int) -> np.ndarray:
@@ -377,8 +136,6 @@ def _pycortex_coords(path: Path, n_voxels: int) -> np.ndarray:
                         "mask (the one with that many voxels) or a (voxels, 3) .npy array")
     return coords
 
-
-# --------------------------------------------------------------------------- loader
 
 def _float32(dataset) -> np.ndarray:
     # Converted while reading: the test story's repeats are ~2 GB as stored (float64) for UTS01-03.
@@ -466,6 +223,64 @@ def lebel_inputs(root: str | Path, subject: str, stories: Sequence[str] | None =
     return [f for f in files if f.is_file()]
 
 
+def _read_respdict(path: Path) -> dict:
+    """respdict.json: the TRs of each story's simulated grid."""
+    if not path.exists():
+        raise DataError(f"{path}: missing; point root at the ds003020 folder that holds "
+                        "derivative/respdict.json")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: not valid JSON ({err}); restore it from the dataset") from err
+
+
+def _story_words(grid: Path, story: str, n_rows: int, split: str, tr: float, lang: str, on_overlap: str,
+                 word_tier: str | None) -> pd.DataFrame:
+    """The stimulus rows of one story, on the clock of its stored response (see the module doc)."""
+    shift = FIRST_ROW * tr - LEAD_IN_S
+    reach = WORD_REACH_TRS * tr
+    words = word_intervals(grid, on_overlap, word_tier)
+    onset = words["onset"].to_numpy(float) - shift
+    offset = np.maximum(words["offset"].to_numpy(float) - shift, onset)
+    # HuthLab/deep-fMRI-dataset encoding/feature_spaces.py downsample_word_vectors: every word of the story,
+    # at its midpoint, Lanczos-interpolated (window 3) onto the grid before the trim. Past the last kept
+    # volume's centre + the window a word has zero weight on every kept volume; only those are dropped.
+    last_centre = (n_rows - 0.5) * tr
+    keep = (onset + offset) / 2 <= last_centre + reach
+    if not keep.all():
+        log.info("%s: %d words lie more than %d TRs past the last volume, out of the Lanczos window; dropped",
+                 story, int((~keep).sum()), WORD_REACH_TRS)
+    words, onset, offset = words[keep], onset[keep], offset[keep]
+    frame = pd.DataFrame({
+        "unit_id": [f"{story}_{i:05d}" for i in range(len(words))], "run": story,
+        "text": words["text"].to_numpy(), "lang": lang, "onset": onset, "offset": offset,
+        "word_index": np.arange(len(words)), "split": split, "audio_onset": words["onset"].to_numpy(float),
+        "audio_offset": words["offset"].to_numpy(float), "overlap": words["overlap"].to_numpy(bool)})
+    check_timings(frame, grid, timed=True)
+    return frame
+
+
+def _drop_bad_voxels_with_repeats(data: dict, reps: dict, files: dict, policy: str) -> tuple[dict, np.ndarray]:
+    """The runs after :func:`drop_bad_voxels`, the test stories' repeats cut alike (in place), and the kept columns.
+
+    Repeats go through the same voxel check as the runs (a voxel NaN in one presentation has no ceiling),
+    as extra entries; the kept column indices then cut the repeats and the coordinates alike.
+    """
+    n_vox = next(iter(data.values())).shape[1]
+    checked, labels = dict(data), dict(files)
+    for story, r in reps.items():
+        for i in range(r.shape[0]):
+            checked[f"{story} repeat {i}"] = r[i]
+            labels[f"{story} repeat {i}"] = f"{files[story]} ({REPEATS_KEY}[{i}])"
+    checked, kept = drop_bad_voxels(checked, labels, np.arange(n_vox)[:, None], policy)
+    kept = kept[:, 0]
+    if kept.size < n_vox:  # the checked repeats are cut copies: stack them, the uncut ones (~1 GB) freed first
+        for story in reps:
+            n_rep, reps[story] = reps[story].shape[0], None
+            reps[story] = np.stack([checked.pop(f"{story} repeat {i}") for i in range(n_rep)])
+    return checked, kept
+
+
 def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = None,
                test_stories: Sequence[str] = TEST_STORIES, *, tr: float = TR, repeats: bool = True,
                coords: str | Path | None = None, bad_voxels: str = "raise", lang: str = "en",
@@ -490,21 +305,13 @@ def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = N
     deriv = root / "derivative"
     subject_dir = deriv / "preprocessed_data" / str(subject)
     respdict_path = deriv / "respdict.json"
-    if not respdict_path.exists():
-        raise DataError(f"{respdict_path}: missing; point root at the ds003020 folder that holds "
-                        "derivative/respdict.json")
-    try:
-        respdict = json.loads(respdict_path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{respdict_path}: not valid JSON ({err}); restore it from the dataset") from err
+    respdict = _read_respdict(respdict_path)
     names = _stories(subject_dir, stories)
     test_stories = [test_stories] if isinstance(test_stories, str) else list(test_stories)
     unknown = [s for s in test_stories if s not in names]
     if unknown:
         raise DataError(f"{subject_dir}: test stories {unknown} are not among the loaded stories {names}; add "
                         "them to stories, fix test_stories, or pass test_stories=() for no test split")
-    shift = FIRST_ROW * tr - LEAD_IN_S
-    reach = WORD_REACH_TRS * tr
     data, reps, files, frames = {}, {}, {}, []
     for story in names:
         path = subject_dir / f"{story}.hf5"
@@ -527,41 +334,12 @@ def load_lebel(root: str | Path, subject: str, stories: Sequence[str] | None = N
         data[story], files[story] = arr, path
         if story_reps is not None:
             reps[story] = story_reps
-        grid = deriv / "TextGrids" / f"{story}.TextGrid"
-        words = word_intervals(grid, on_overlap, word_tier)
-        onset = words["onset"].to_numpy(float) - shift
-        offset = np.maximum(words["offset"].to_numpy(float) - shift, onset)
-        # HuthLab/deep-fMRI-dataset encoding/feature_spaces.py downsample_word_vectors: every word of the story,
-        # at its midpoint, Lanczos-interpolated (window 3) onto the grid before the trim. Past the last kept
-        # volume's centre + the window a word has zero weight on every kept volume; only those are dropped.
-        last_centre = (arr.shape[0] - 0.5) * tr
-        keep = (onset + offset) / 2 <= last_centre + reach
-        if not keep.all():
-            log.info("%s: %d words lie more than %d TRs past the last volume, out of the Lanczos window; dropped",
-                     story, int((~keep).sum()), WORD_REACH_TRS)
-        words, onset, offset = words[keep], onset[keep], offset[keep]
         split = "test" if story in test_stories else "train"
-        frames.append(pd.DataFrame({
-            "unit_id": [f"{story}_{i:05d}" for i in range(len(words))], "run": story,
-            "text": words["text"].to_numpy(), "lang": lang, "onset": onset, "offset": offset,
-            "word_index": np.arange(len(words)), "split": split, "audio_onset": words["onset"].to_numpy(float),
-            "audio_offset": words["offset"].to_numpy(float), "overlap": words["overlap"].to_numpy(bool)}))
-        check_timings(frames[-1], grid, timed=True)
+        frames.append(_story_words(deriv / "TextGrids" / f"{story}.TextGrid", story, arr.shape[0], split, tr, lang,
+                                   on_overlap, word_tier))
     n_vox = next(iter(data.values())).shape[1]
     xyz = (_pycortex_coords(Path(coords), n_vox) if coords is not None
            else np.arange(n_vox, dtype=np.int64)[:, None])
-    # Repeats go through the same voxel check as the runs (a voxel NaN in one presentation has no ceiling),
-    # as extra entries; the kept column indices then cut the repeats and the coordinates alike.
-    checked, labels = dict(data), dict(files)
-    for story, r in reps.items():
-        for i in range(r.shape[0]):
-            checked[f"{story} repeat {i}"] = r[i]
-            labels[f"{story} repeat {i}"] = f"{files[story]} ({REPEATS_KEY}[{i}])"
-    checked, kept = drop_bad_voxels(checked, labels, np.arange(n_vox)[:, None], bad_voxels)
-    kept = kept[:, 0]
-    if kept.size < n_vox:  # the checked repeats are cut copies: stack them, the uncut ones (~1 GB) freed first
-        for story in reps:
-            n_rep, reps[story] = reps[story].shape[0], None
-            reps[story] = np.stack([checked.pop(f"{story} repeat {i}") for i in range(n_rep)])
+    checked, kept = _drop_bad_voxels_with_repeats(data, reps, files, bad_voxels)
     runs = {s: BrainRun(checked[s], "test" if s in test_stories else "train", reps.get(s)) for s in data}
     return LoadedFMRI(pd.concat(frames, ignore_index=True), runs, float(tr), xyz[kept])

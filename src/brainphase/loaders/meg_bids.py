@@ -33,12 +33,13 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from ..stimuli import BrainRun, DataError
+from ..contracts.brain import BrainRun
+from ..contracts.stimuli import DataError
+from .types import MEGBids
 from .words import OWN_COLUMNS, clean_extras, parse_times, read_events_tsv, words_to_stimuli
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,6 @@ RUN_ENTITIES = (("ses", "session"), ("task", "task"), ("acq", "acquisition"), ("
                 ("proc", "processing"), ("rec", "recording"))
 BARE_FLOAT = re.compile(r"(:\s*)(-?nan|-?inf)(\s*[,}])")
 WORD_TYPE = re.compile(r"^word(_onset)?(_\d+)?$", re.IGNORECASE)
-
-
-class MEGBids(NamedTuple):
-    stimuli: pd.DataFrame  # one row per word, the stimulus contract (+ word_index, split, extras)
-    runs: dict[str, BrainRun]  # run name -> (samples x channels) float32, split "train"
-    sfreq: float  # samples per second (after resampling)
-    coords: np.ndarray  # (channels, 2) sensor positions projected to 2-D as for an MNE topomap
-    ch_names: list[str]
 
 
 def _as_list(value) -> list[str] | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..stimuli import DataError, check_timings, show_value, utf8_error
+from ..contracts.stimuli import DataError, check_timings, show_value, utf8_error
 
 log = logging.getLogger(__name__)
 

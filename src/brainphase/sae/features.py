@@ -1,14 +1,14 @@
 """Describe SAE features: top activations, their contexts, language tendency and granularity.
 
-Arrays and tables in, tables out (METHODS §8, seed 002 §4.2). Every function
+Arrays and tables in, tables out. Every function
 here works on the TopK codes of the evaluation tokens — ``values`` and
 ``indices``, both (n_tokens × k) — and on the token table of
 :func:`brainphase.sae.pipeline.token_table`; none needs torch.
 
-Language tendency follows the paper's rule: count characters over a
-feature's top activating contexts; ≥ 90 % Japanese → "ja", ≥ 90 % Latin →
-"en", otherwise "mixed". Granularity, which the paper labelled by hand for
-100 features per checkpoint, is classified here from the ground truth (the
+Language tendency counts characters over a feature's top activating
+contexts: ≥ 90 % Japanese → "ja", ≥ 90 % Latin → "en", otherwise "mixed".
+Granularity, often labelled by hand on a sample of features, is classified
+here from the ground truth (the
 demo world's concepts and categories, or a dictionary for a real corpus):
 "concept_synonym" (one concept spread over several token ids, e.g. a
 translation pair), "token" (one token id dominates), "concept_related" (several
@@ -217,7 +217,7 @@ def _granularity(tok: np.ndarray, con: np.ndarray, cat: np.ndarray, threshold: f
 
 def granularity(token_ids: Sequence, concepts: Sequence, categories: Sequence, threshold: float = 0.5,
                 min_examples: int = 5, synonym_share: float = 0.2) -> str:
-    """Classify one feature's activations (seed 002 §4.2's four categories, plus "rare").
+    """Classify one feature's activations into four granularity categories, plus "rare".
 
     In order: fewer than ``min_examples`` → "rare"; the modal known concept's
     share ≥ ``threshold`` and at least two of its token ids (word forms, in

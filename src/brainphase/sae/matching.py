@@ -1,4 +1,4 @@
-"""Match SAE features between two dictionaries by decoder cosine (METHODS §8).
+"""Match SAE features between two dictionaries by decoder cosine.
 
 Each latent's decoder column is its direction in the LM's activation space;
 two SAEs (consecutive checkpoints, or two seeds of one checkpoint) share a

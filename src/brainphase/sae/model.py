@@ -1,4 +1,4 @@
-"""TopK sparse autoencoder (METHODS §8; Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
+"""TopK sparse autoencoder (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
 
     z = TopK(W_enc (x − b_pre)),   x̂ = W_dec z + b_pre
 
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..io import read_torch_tensors, write_torch_tensors
+from ..sparse_coding import dense_codes, topk_relu
 
 TENSORS = ("W_enc", "W_dec", "b_pre")
 
@@ -43,27 +44,19 @@ class TopKSAE(nn.Module):
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.b_pre) @ self.W_enc.T
 
-    def _topk(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        values, indices = pre.topk(self.k, dim=-1)  # sorted: strongest latent first
-        # Fewer than k positive pre-activations: the rest must not fire negatively.
-        return torch.relu(values), indices
-
     def encode_topk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._topk(self.pre_activations(x))
+        """The k codes per row after ReLU, strongest first, and their latent indices."""
+        return topk_relu(self.pre_activations(x), self.k)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self._dense(*self.encode_topk(x))
-
-    def _dense(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        z = values.new_zeros(values.shape[:-1] + (self.n_latents,))
-        return z.scatter(-1, indices, values)
+        return dense_codes(*self.encode_topk(x), self.n_latents)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return z @ self.W_dec.T + self.b_pre
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pre = self.pre_activations(x)
-        z = self._dense(*self._topk(pre))
+        z = dense_codes(*topk_relu(pre, self.k), self.n_latents)
         return self.decode(z), z, pre
 
     @torch.no_grad()

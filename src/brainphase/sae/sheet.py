@@ -1,12 +1,11 @@
 """Export SAE features for people: a CSV labelling sheet and a static HTML page.
 
-The paper labelled the granularity of 100 features per checkpoint by hand
-(seed 002 §4.2); without a dictionary that is the only way to label a real
-corpus's features. The sheet lists each feature's automatic labels, its
-strongest contexts and an empty ``label`` column to fill in. The HTML page
-shows each feature as a card of contexts whose activating token is shaded in
-proportion to its activation (the paper's Fig. 3c style). Neither needs JS or
-external resources.
+Without a dictionary, labelling a sample of features by hand is the only way
+to tell the granularity of a real corpus's features. The sheet lists each
+feature's automatic labels, its strongest contexts and an empty ``label``
+column to fill in. The HTML page shows each feature as a card of contexts
+whose activating token is shaded in proportion to its activation. Neither
+needs JS or external resources.
 """
 
 from __future__ import annotations

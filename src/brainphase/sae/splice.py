@@ -1,6 +1,6 @@
 """Downstream loss of an SAE: splice its reconstruction into the model at its layer.
 
-CE loss recovered (METHODS §8) = (CE_zero − CE_sae) / (CE_zero − CE_clean):
+CE loss recovered = (CE_zero − CE_sae) / (CE_zero − CE_clean):
 1 when the model with the SAE's output in place of the layer's residual stream
 predicts the next token as well as the clean model, 0 when it does no better
 than with that residual stream zeroed. BOS positions are left clean: the SAE
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..activations import transformer_blocks
+from ..activations.sites import transformer_blocks
 
 
 def _replace_site(model, site: str, layer: int, fn: Callable):

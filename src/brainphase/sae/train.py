@@ -5,7 +5,6 @@ The activations may be larger than RAM: only each batch's rows are read.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -15,7 +14,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..runtime import resolve_device
+from ..runtime import autocast, resolve_device
+from ..sparse_coding import TopKTrainConfig, fired_latents
 from .loss import auxk_loss, normalized_mse
 from .model import TopKSAE
 
@@ -25,21 +25,21 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass
-class SAETrainConfig:
-    expansion: int = 16          # latents per input dimension
-    k: int = 32                  # active latents per token
-    k_aux: int = 256             # dead latents asked to model the residual
-    aux_coef: float = 1 / 32
-    lr: float = 2e-4
-    batch_size: int = 4096       # tokens per step
-    epochs: int = 10
-    warmup_steps: int = 100      # linear learning-rate warm-up
-    dead_tokens: int = 200_000   # a latent silent for this many training tokens is dead
-    seed: int = 0
-    device: str = "cpu"          # cpu, cuda or auto
-    val_every: int = 0           # steps between validations; 0: at each epoch's end
+class SAETrainConfig(TopKTrainConfig):
+    """Settings of a token SAE's training; the shared TopK ones (k, k_aux, lr, ...) come from TopKTrainConfig."""
+
+    expansion: int = 16
+    """Latents per input dimension."""
+    warmup_steps: int = 100
+    """Steps of linear learning-rate warm-up; 0: none."""
+    dead_tokens: int = 200_000
+    """A latent silent for this many training tokens is dead (and joins AuxK)."""
+    val_every: int = 0
+    """Steps between validations; 0: at each epoch's end."""
     geometric_median_sample: int = 4096
-    grad_clip: float = 1.0       # max gradient norm; 0: no clipping
+    """Training tokens the pre-encoder bias b_pre is initialised on (their geometric median)."""
+    grad_clip: float = 1.0
+    """Largest gradient norm; 0: no clipping."""
 
 
 def split_documents(doc_ids: np.ndarray, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, np.ndarray]:
@@ -94,16 +94,27 @@ def read_rows(activations, rows: np.ndarray, device) -> torch.Tensor:
     return normalize_tokens(x.to(device))
 
 
-def _autocast(device: torch.device):
-    # bf16 on CUDA halves memory traffic at no measurable cost to FVU; CPU bf16
-    # matmuls are slow and lossy, so CPU stays float32.
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _device_of(sae: TopKSAE) -> torch.device:
     return next(sae.parameters()).device
+
+
+def _train_step(sae: TopKSAE, opt, x: torch.Tensor, dead: torch.Tensor, cfg: SAETrainConfig, device):
+    """One optimiser step on the batch ``x``; returns (loss, fvu, aux, z)."""
+    with autocast(device, cfg.dtype):
+        x_hat, z, pre = sae(x)
+        fvu = normalized_mse(x_hat.float(), x)
+        aux = auxk_loss(sae, x, x_hat.float(), pre.float(), dead, cfg.k_aux) if cfg.aux_coef > 0 \
+            else fvu.new_zeros(())
+        loss = fvu + cfg.aux_coef * aux
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    sae.remove_parallel_gradient()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
+    opt.step()
+    # Unit decoder columns after every step: a latent's value is then its contribution's norm.
+    sae.normalize_decoder()
+    return loss, fvu, aux, z
 
 
 def train_sae(activations, train_rows: np.ndarray, val_rows: np.ndarray, cfg: SAETrainConfig,
@@ -144,23 +155,9 @@ def train_sae(activations, train_rows: np.ndarray, val_rows: np.ndarray, cfg: SA
             lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else cfg.lr
             for group in opt.param_groups:
                 group["lr"] = lr
-            dead = silent_tokens >= cfg.dead_tokens
-            with _autocast(device):
-                x_hat, z, pre = sae(x)
-                fvu = normalized_mse(x_hat.float(), x)
-                aux = auxk_loss(sae, x, x_hat.float(), pre.float(), dead, cfg.k_aux) if cfg.aux_coef > 0 \
-                    else fvu.new_zeros(())
-                loss = fvu + cfg.aux_coef * aux
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            sae.remove_parallel_gradient()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(sae.parameters(), cfg.grad_clip)
-            opt.step()
-            sae.normalize_decoder()
-
+            loss, fvu, aux, z = _train_step(sae, opt, x, silent_tokens >= cfg.dead_tokens, cfg, device)
             silent_tokens += len(x)
-            silent_tokens[(z > 0).any(0)] = 0
+            silent_tokens[fired_latents(z)] = 0
             step += 1
             tokens += len(x)
             row = {"step": step, "epoch": epoch, "tokens": tokens, "loss": loss.item(), "fvu": fvu.item(),
@@ -208,7 +205,7 @@ def evaluate_sae(sae: TopKSAE, activations, rows: np.ndarray, batch_size: int = 
         shifted_sq += (x - shift).pow(2).sum().item()
         shifted_sum += (x - shift).sum(0)
         active += (z > 0).sum().item()
-        fired |= (z > 0).any(0)
+        fired |= fired_latents(z)
     n = len(rows)
     variance = shifted_sq - shifted_sum.pow(2).sum().item() / n
     return {"fvu": err / variance if variance > 0 else math.nan, "l0": active / n,

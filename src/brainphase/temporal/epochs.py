@@ -1,6 +1,6 @@
-"""Word-locked epochs of time-resolved brain data (METHODS §7), cut by MNE.
+"""Word-locked epochs of time-resolved brain data, cut by MNE.
 
-Each run of a :class:`~brainphase.stimuli.BrainData` with a sampling rate becomes
+Each run of a :class:`~brainphase.contracts.brain.BrainData` with a sampling rate becomes
 an ``mne.io.RawArray`` (the data unchanged: no unit scaling, no projection), each
 word onset an event at sample ``round(onset * sfreq)``, and ``mne.Epochs`` does the
 indexing, baseline correction and decimation, with MNE's conventions:
@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_path
-from ..stimuli import BrainData, DataError
+from ..contracts.brain import BrainData
+from ..contracts.stimuli import DataError
 
 # Channel types for which MNE's RawArray keeps values as given and Epochs applies the baseline.
 CH_TYPES = ("mag", "grad", "eeg", "seeg", "ecog", "misc")
@@ -68,19 +69,7 @@ def word_epochs(brain: BrainData, stimuli: pd.DataFrame, tmin: float, tmax: floa
     """
     import mne
 
-    if not brain.time_resolved:
-        raise DataError(f"{brain_path}: word epochs need time-resolved (MEG/EEG) data with a sampling rate; "
-                        f"this dataset has a TR of {brain.tr} s (fMRI). Use the encoding analysis for fMRI, "
-                        "or write the MEG data with write_brain(..., tr=None, sfreq=...)")
-    if not tmin < tmax:
-        raise ValueError(f"epoch window needs tmin < tmax, got tmin={tmin}, tmax={tmax}")
-    if int(decim) != decim or decim < 1:
-        raise ValueError(f"decim must be a positive integer, got {decim!r}")
-    decim = int(decim)
-    missing = [c for c in ("run", "onset") if c not in stimuli.columns]
-    if missing:
-        raise DataError(f"{stim_path}: stimulus table lacks columns {missing}; word epochs need run and onset")
-
+    decim = _check_request(brain, stimuli, tmin, tmax, decim, stim_path, brain_path)
     sel = epoch_words(stimuli)
     words = stimuli.iloc[sel]
     runs = words["run"].astype(str).to_numpy()
@@ -90,12 +79,7 @@ def word_epochs(brain: BrainData, stimuli: pd.DataFrame, tmin: float, tmax: floa
                         f"(brain runs: {sorted(brain.runs)}); drop those runs from the stimulus set or add "
                         "their recordings")
     sfreq = float(brain.sfreq)
-    ch_type = str(brain.attrs.get("ch_type", "mag"))
-    if ch_type not in CH_TYPES:
-        ch_type = "mag"
-    lowpass = brain.attrs.get("lowpass")
-    onsets = words["onset"].to_numpy(float)
-    samples = np.round(onsets * sfreq).astype(np.int64)
+    samples = np.round(words["onset"].to_numpy(float) * sfreq).astype(np.int64)
 
     chunks, kept_rows, kept_runs, times = [], [], [], None
     # MNE warns once per run (e.g. about aliasing); pass each distinct warning on once.
@@ -103,31 +87,14 @@ def word_epochs(brain: BrainData, stimuli: pd.DataFrame, tmin: float, tmax: floa
         warnings.simplefilter("always")
         for run in dict.fromkeys(runs):  # runs in order of first appearance
             in_run = np.flatnonzero(runs == run)
-            data = brain.runs[run].data
-            n_times, n_ch = data.shape
+            n_times = brain.runs[run].data.shape[0]
             ok = in_run[(samples[in_run] >= 0) & (samples[in_run] < n_times)]
             if len(ok) == 0:
                 continue
-            info = mne.create_info([f"ch{i:04d}" for i in range(n_ch)], sfreq, ch_type)
-            if lowpass is not None and 0 < float(lowpass) <= sfreq / 2:
-                with info._unlock():
-                    info["lowpass"] = float(lowpass)
-            raw = mne.io.RawArray(np.asarray(data, np.float64).T, info, verbose=False)
-            uniq, inverse = np.unique(samples[ok], return_inverse=True)
-            events = np.column_stack([uniq, np.zeros_like(uniq), np.ones_like(uniq)])
-            epochs = mne.Epochs(raw, events, event_id={"word": 1}, tmin=tmin, tmax=tmax, baseline=baseline,
-                                picks="all", preload=True, reject=None, flat=None, proj=False, decim=decim,
-                                reject_by_annotation=False, event_repeated="error", on_outside="raise",
-                                verbose=False)
-            times = epochs.times
-            if len(epochs.selection) == 0:
+            times, ep, good = _epoch_run(mne, brain, run, samples[ok], tmin, tmax, baseline, decim)
+            if ep is None:
                 continue
-            ep = epochs.get_data(copy=False)
-            pos = np.full(len(uniq), -1)
-            pos[epochs.selection] = np.arange(len(epochs.selection))
-            word_pos = pos[inverse]
-            good = word_pos >= 0
-            chunks.append(ep[word_pos[good]].astype(np.float32))
+            chunks.append(ep)
             kept_rows.append(sel[ok[good]])
             kept_runs.append(np.full(int(good.sum()), run, dtype=object))
     for msg in dict.fromkeys((str(w.message), w.category) for w in caught):
@@ -136,18 +103,70 @@ def word_epochs(brain: BrainData, stimuli: pd.DataFrame, tmin: float, tmax: floa
         n0, n1 = int(round(tmin * sfreq)), int(round(tmax * sfreq))
         start = (-n0) % decim
         times = (np.arange(n0, n1 + 1) / sfreq)[start::decim]
-    n_ch = brain.n_channels
-    if chunks:
-        data = np.concatenate(chunks)
-        rows = np.concatenate(kept_rows).astype(np.int64)
-        run_of = np.concatenate(kept_runs)
-        order = np.argsort(rows, kind="stable")
-        data, rows, run_of = data[order], rows[order], run_of[order]
-    else:
-        data = np.zeros((0, n_ch, len(times)), np.float32)
-        rows = np.zeros(0, np.int64)
-        run_of = np.zeros(0, dtype=object)
+    data, rows, run_of = _in_table_order(chunks, kept_rows, kept_runs, (brain.n_channels, len(times)))
     return WordEpochs(np.ascontiguousarray(data), np.asarray(times, float), rows, run_of, sfreq / decim)
+
+
+def _check_request(brain: BrainData, stimuli: pd.DataFrame, tmin: float, tmax: float, decim: int,
+                   stim_path: str, brain_path: str) -> int:
+    """Raise on data or a window that cannot be epoched; ``decim`` as an int."""
+    if not brain.time_resolved:
+        raise DataError(f"{brain_path}: word epochs need time-resolved (MEG/EEG) data with a sampling rate; "
+                        f"this dataset has a TR of {brain.tr} s (fMRI). Use the encoding analysis for fMRI, "
+                        "or write the MEG data with write_brain(..., tr=None, sfreq=...)")
+    if not tmin < tmax:
+        raise ValueError(f"epoch window needs tmin < tmax, got tmin={tmin}, tmax={tmax}")
+    if int(decim) != decim or decim < 1:
+        raise ValueError(f"decim must be a positive integer, got {decim!r}")
+    missing = [c for c in ("run", "onset") if c not in stimuli.columns]
+    if missing:
+        raise DataError(f"{stim_path}: stimulus table lacks columns {missing}; word epochs need run and onset")
+    return int(decim)
+
+
+def _epoch_run(mne, brain: BrainData, run: str, samples: np.ndarray, tmin: float, tmax: float, baseline,
+               decim: int):
+    """One run's epochs at the word onset ``samples`` (all inside the run), cut by ``mne.Epochs``.
+
+    Returns the epochs' times, the (n_kept, n_channels, n_times) float32 data of
+    the words MNE kept (None when it kept none) and which of ``samples`` they are.
+    """
+    data = brain.runs[run].data
+    sfreq = float(brain.sfreq)
+    ch_type = str(brain.attrs.get("ch_type", "mag"))
+    if ch_type not in CH_TYPES:
+        ch_type = "mag"
+    lowpass = brain.attrs.get("lowpass")
+    info = mne.create_info([f"ch{i:04d}" for i in range(data.shape[1])], sfreq, ch_type)
+    if lowpass is not None and 0 < float(lowpass) <= sfreq / 2:
+        with info._unlock():
+            info["lowpass"] = float(lowpass)
+    raw = mne.io.RawArray(np.asarray(data, np.float64).T, info, verbose=False)
+    uniq, inverse = np.unique(samples, return_inverse=True)
+    events = np.column_stack([uniq, np.zeros_like(uniq), np.ones_like(uniq)])
+    epochs = mne.Epochs(raw, events, event_id={"word": 1}, tmin=tmin, tmax=tmax, baseline=baseline,
+                        picks="all", preload=True, reject=None, flat=None, proj=False, decim=decim,
+                        reject_by_annotation=False, event_repeated="error", on_outside="raise",
+                        verbose=False)
+    if len(epochs.selection) == 0:
+        return epochs.times, None, None
+    ep = epochs.get_data(copy=False)
+    pos = np.full(len(uniq), -1)
+    pos[epochs.selection] = np.arange(len(epochs.selection))
+    word_pos = pos[inverse]
+    good = word_pos >= 0
+    return epochs.times, ep[word_pos[good]].astype(np.float32), good
+
+
+def _in_table_order(chunks: list, kept_rows: list, kept_runs: list, shape: tuple[int, int]):
+    """Concatenate the runs' epochs, rows and run names, sorted by stimulus-table row."""
+    if not chunks:
+        return np.zeros((0, *shape), np.float32), np.zeros(0, np.int64), np.zeros(0, dtype=object)
+    data = np.concatenate(chunks)
+    rows = np.concatenate(kept_rows).astype(np.int64)
+    run_of = np.concatenate(kept_runs)
+    order = np.argsort(rows, kind="stable")
+    return data[order], rows[order], run_of[order]
 
 
 def write_epochs(path: str | Path, epochs: WordEpochs, attrs: dict | None = None) -> None:

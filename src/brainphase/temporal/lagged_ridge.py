@@ -1,4 +1,4 @@
-"""Decoding layer activations from word-locked MEG at every lag (METHODS §7).
+"""Decoding layer activations from word-locked MEG at every lag.
 
 For every lag t of the epochs, ridge regression with intercept maps the
 channels at that lag, ``X_t = brain[:, :, t]`` (z-scored per channel with the
@@ -13,12 +13,10 @@ held-out predictions (all folds concatenated) and the targets.
 
 Written by hand rather than as a loop over (layer, lag, fold) of
 ``make_pipeline(StandardScaler(), RidgeCV(...))``: that loop refactorises the
-same X_t once per layer, runs ~6 passes over an (n_train x n_columns) array
-per alpha, and makes ``n_layers * n_lags * n_splits`` calls
-(benchmarks/temporal.py, 6000 words x 32 channels x 61 lags -> 5 layers x
-128 columns, 13 alphas, 5 folds, single-threaded: ~7x slower than this in
-float64, ~11x than ``dtype="float32"``). Here, per fold and per chunk of
-lags:
+same X_t once per layer, runs several passes over an (n_train x n_columns)
+array per alpha, and makes ``n_layers * n_lags * n_splits`` calls
+(``benchmarks/temporal.py`` compares the two). Here, per fold and per chunk
+of lags:
 
 * one batched ``np.linalg.svd`` of the stacked centred designs
   ``X_t = U_t S_t V_t^T`` (shared by every layer and column);
@@ -45,7 +43,7 @@ Pearson r is accumulated from per-fold sums (targets centred once on all
 words), so predictions are never stored for all lags unless asked for.
 Everything runs in float64 by default, so the alphas match sklearn's choice;
 ``dtype="float32"`` rounds only the dominant product's small ``w - 1``
-correction (about twice as fast).
+correction.
 """
 
 from __future__ import annotations
@@ -57,6 +55,7 @@ import numpy as np
 
 from ..encoding.ridge import grouped_splits
 from ..encoding.stats import constant_columns
+from .loo import loo_best
 
 # Elements of the largest per-chunk temporary, the (lags x alphas x channels x
 # n_train) weighted basis: 2^24 float64 = 128 MB. The (lags x alphas x
@@ -188,57 +187,6 @@ class _FoldTargets:
         return out
 
 
-def _loo_best(U: np.ndarray, s: np.ndarray, Y: np.ndarray, Y2: np.ndarray,
-              alphas: np.ndarray, max_elements: int,
-              Y32: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Leave-one-out alpha index of every (lag, column), and ``Z = U^T Y``.
-
-    U (L, n, k), s (L, k): thin SVD of the centred training designs of L lags;
-    Y (n, m): training targets centred on their mean; Y2 = Y**2.
-    Y32: Y in float32 to compute the weighted products as ``U^T Y`` (float64)
-    plus ``U^T diag(w - 1) Y`` in float32 (w - 1 ~ 2 h is small, so the
-    float32 rounding only touches a small correction); None: all float64.
-    Returns best (L, m) indices into ``alphas`` and Z (L, k, m).
-    """
-    L, n, k = U.shape
-    m = Y.shape[1]
-    n_a = alphas.size
-    s2 = s**2
-    f = s2[:, None, :] / (s2[:, None, :] + alphas[None, :, None])  # (L, A, k)
-    Ut = np.ascontiguousarray(U.transpose(0, 2, 1))  # (L, k, n)
-    Z = (Ut.reshape(L * k, n) @ Y).reshape(L, k, m)
-    h = (U * U) @ f.transpose(0, 2, 1)  # (L, n, A) leverages
-    # 1/n: the unpenalised intercept's share of the hat matrix (X is centred)
-    w = np.ascontiguousarray((1.0 / (1.0 - 1.0 / n - h) ** 2).transpose(0, 2, 1))  # (L, A, n)
-    if Y32 is None:
-        WU = w[:, :, None, :] * Ut[:, None, :, :]  # (L, A, k, n)
-        Q = (WU.reshape(L, n_a * k, n) @ U).reshape(L, n_a, k, k)  # U^T diag(w) U
-    else:
-        WU = (w - 1.0).astype(np.float32)[:, :, None, :] * Ut.astype(np.float32)[:, None, :, :]
-        Q = (WU.reshape(L, n_a * k, n) @ U.astype(np.float32)).reshape(L, n_a, k, k)
-        Q = Q.astype(np.float64) + (Ut @ U)[:, None]
-    WU = WU.reshape(L * n_a * k, n)
-    w = w.reshape(L * n_a, n)
-
-    best = np.empty((L, m), dtype=np.intp)
-    step = max(1, (max_elements // 2) // (L * n_a * k))
-    for c0 in range(0, m, step):
-        cols = slice(c0, min(c0 + step, m))
-        mc = cols.stop - cols.start
-        if Y32 is None:
-            P = (WU @ Y[:, cols]).reshape(L, n_a, k, mc)  # U^T diag(w) Y
-        else:
-            P = (WU @ Y32[:, cols]).reshape(L, n_a, k, mc).astype(np.float64)
-            P += Z[:, None, :, cols]
-        FZ = f[..., None] * Z[:, None, :, cols]  # (L, A, k, mc) coordinates of the fit
-        sse = (w @ Y2[:, cols]).reshape(L, n_a, mc)
-        sse -= 2.0 * np.einsum("lajc,lajc->lac", FZ, P)
-        del P
-        sse += np.einsum("lajc,lajc->lac", FZ, Q @ FZ)
-        best[:, cols] = np.argmin(sse, axis=1)  # first minimiser, as RidgeCV
-    return best, Z
-
-
 def lag_layer_scores(
     brain: np.ndarray,
     targets: Sequence[np.ndarray] | np.ndarray,
@@ -277,7 +225,7 @@ def lag_layer_scores(
     dtype : {"float64", "float32"}
         Precision of the dominant product of the leave-one-out criterion.
         "float64": alphas and predictions equal sklearn's ``RidgeCV`` to
-        round-off. "float32": about twice as fast and half the memory; only
+        round-off. "float32": faster and half the memory; only
         the small ``w - 1`` correction is rounded to float32 (~1e-8 relative
         error on the LOO errors), so an alpha may differ from float64's where
         two alphas nearly tie. SVDs, predictions and r stay float64.
@@ -288,10 +236,75 @@ def lag_layer_scores(
     -------
     LagScores
     """
+    brain, layers, groups, alphas = _checked(brain, targets, groups, alphas, pca, dtype)
+    widths = [Y.shape[1] for Y in layers]
+    layer_cols = _column_slices(widths)
+    fit_cols = _column_slices(widths if pca is None else [min(int(pca), d) for d in widths])
+
+    # Ridge with an intercept is invariant to shifting Y; centring on all
+    # words first keeps the accumulated Pearson sums well conditioned.
+    Yall = np.concatenate(layers, axis=1) if len(layers) > 1 else layers[0].copy()
+    del layers
+    offsets = Yall.mean(0)
+    Yall -= offsets
+    bT = np.ascontiguousarray(brain.transpose(2, 0, 1))  # (n_lags, n_words, n_channels)
+    del brain
+
+    splits = grouped_splits(groups, n_splits)
+    best_alpha, sums, predictions = _cross_validate(bT, Yall, splits, layer_cols, fit_cols, alphas, pca, dtype,
+                                                    max_elements, return_predictions)
+    if predictions is not None:
+        predictions += offsets  # undo the global centring
+    r_columns, r = _correlations(*sums, Yall, layer_cols)
+    return LagScores(
+        r=r, r_columns=r_columns, best_alpha=best_alpha, alphas=alphas,
+        layer_columns=layer_cols, fit_columns=fit_cols, splits=splits,
+        predictions=predictions,
+    )
+
+
+def _cross_validate(bT: np.ndarray, Yall: np.ndarray, splits: list, layer_cols: list, fit_cols: list,
+                    alphas: np.ndarray, pca: int | None, dtype: str, max_elements: int, return_predictions: bool):
+    """Fit every outer fold, chunk by chunk of lags.
+
+    bT (n_lags, n_words, n_channels); Yall (n_words, n_columns) centred.
+    Returns the chosen alphas (n_folds, n_lags, n_fit_columns), the sums of
+    P, P^2 and P Y per (lag, column) over the held-out predictions P, and the
+    predictions themselves (or None).
+    """
+    n_lags, n_words, n_channels = bT.shape
+    n_cols = layer_cols[-1].stop
+    best_alpha = np.empty((len(splits), n_lags, fit_cols[-1].stop))
+    sum_p = np.zeros((n_lags, n_cols))
+    sum_pp = np.zeros((n_lags, n_cols))
+    sum_py = np.zeros((n_lags, n_cols))
+    predictions = np.empty((n_lags, n_words, n_cols)) if return_predictions else None
+    for k_fold, (train, test) in enumerate(splits):
+        fold = _FoldTargets(Yall, layer_cols, train, None if pca is None else int(pca))
+        Yte = Yall[test]
+        Y32 = fold.Y.astype(np.float32) if dtype == "float32" else None
+        n_tr, rank = len(train), min(len(train), n_channels)
+        step = max(1, min(n_lags, max_elements // (alphas.size * rank * n_tr)))
+        for t0 in range(0, n_lags, step):
+            lags = slice(t0, min(t0 + step, n_lags))
+            best, P = _fit_predict(bT[lags], train, test, fold, alphas, max_elements, Y32)
+            best_alpha[k_fold, lags] = alphas[best]
+            P = fold.back_project(P, layer_cols, fit_cols)  # (L, n_test, n_cols)
+            sum_p[lags] += P.sum(axis=1)
+            sum_pp[lags] += np.einsum("lnc,lnc->lc", P, P)
+            sum_py[lags] += np.einsum("lnc,nc->lc", P, Yte)
+            if predictions is not None:
+                predictions[lags][:, test] = P
+        del fold
+    return best_alpha, (sum_p, sum_pp, sum_py), predictions
+
+
+def _checked(brain, targets, groups, alphas, pca, dtype):
+    """The inputs of :func:`lag_layer_scores` as float64 arrays; ValueError on a bad one."""
     brain = np.asarray(brain, dtype=np.float64)
     if brain.ndim != 3:
         raise ValueError(f"brain must be (n_words, n_channels, n_lags), got shape {brain.shape}")
-    n_words, n_channels, n_lags = brain.shape
+    n_words = brain.shape[0]
     layers = _as_layers(targets, n_words)
     groups = np.asarray(groups)
     if groups.shape != (n_words,):
@@ -305,65 +318,41 @@ def lag_layer_scores(
         raise ValueError(f"pca must be a positive integer or None, got {pca!r}")
     if not np.isfinite(brain).all() or not all(np.isfinite(Y).all() for Y in layers):
         raise ValueError("brain and targets must be finite")
+    return brain, layers, groups, alphas
 
-    widths = [Y.shape[1] for Y in layers]
+
+def _column_slices(widths: Sequence[int]) -> list[slice]:
+    """Consecutive column blocks of the given widths."""
     bounds = np.concatenate([[0], np.cumsum(widths)])
-    layer_cols = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    fit_widths = widths if pca is None else [min(int(pca), d) for d in widths]
-    fbounds = np.concatenate([[0], np.cumsum(fit_widths)])
-    fit_cols = [slice(int(a), int(b)) for a, b in zip(fbounds[:-1], fbounds[1:])]
-    n_cols, n_fit = int(bounds[-1]), int(fbounds[-1])
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
-    # Ridge with an intercept is invariant to shifting Y; centring on all
-    # words first keeps the accumulated Pearson sums well conditioned.
-    Yall = np.concatenate(layers, axis=1) if len(layers) > 1 else layers[0].copy()
-    del layers
-    offsets = Yall.mean(0)
-    Yall -= offsets
-    bT = np.ascontiguousarray(brain.transpose(2, 0, 1))  # (n_lags, n_words, n_channels)
-    del brain
 
-    splits = grouped_splits(groups, n_splits)
-    best_alpha = np.empty((len(splits), n_lags, n_fit))
-    sum_p = np.zeros((n_lags, n_cols))
-    sum_pp = np.zeros((n_lags, n_cols))
-    sum_py = np.zeros((n_lags, n_cols))
-    predictions = np.empty((n_lags, n_words, n_cols)) if return_predictions else None
+def _fit_predict(X: np.ndarray, train: np.ndarray, test: np.ndarray, fold: _FoldTargets, alphas: np.ndarray,
+                 max_elements: int, Y32: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Fit one fold at a chunk of lags; the chosen alphas and the held-out predictions.
 
-    for k_fold, (train, test) in enumerate(splits):
-        fold = _FoldTargets(Yall, layer_cols, train, None if pca is None else int(pca))
-        Yte = Yall[test]
-        Y32 = fold.Y.astype(np.float32) if dtype == "float32" else None
-        n_tr, rank = len(train), min(len(train), n_channels)
-        step = max(1, min(n_lags, max_elements // (alphas.size * rank * n_tr)))
-        for t0 in range(0, n_lags, step):
-            lags = slice(t0, min(t0 + step, n_lags))
-            Xtr = bT[lags][:, train]
-            mean, scale = _standardise(Xtr)
-            U, s, Vt = np.linalg.svd((Xtr - mean) / scale, full_matrices=False)
-            del Xtr
-            best, Z = _loo_best(U, s, fold.Y, fold.Y2, alphas, max_elements, Y32)
-            del U
-            best_alpha[k_fold, lags] = alphas[best]
+    X (L, n_words, n_channels): the brain at L lags. Returns best (L, n_fit)
+    indices into ``alphas`` and predictions (L, n_test, n_fit) around the
+    training mean of the fitted columns.
+    """
+    Xtr = X[:, train]
+    mean, scale = _standardise(Xtr)
+    U, s, Vt = np.linalg.svd((Xtr - mean) / scale, full_matrices=False)
+    del Xtr
+    best, Z = loo_best(U, s, fold.Y, fold.Y2, alphas, max_elements, Y32)
+    del U
+    # held-out predictions, each column with its own alpha
+    d = s[:, None, :] / (s[:, None, :] ** 2 + alphas[None, :, None])  # (L, A, k)
+    d = np.where(np.isfinite(d), d, 0.0)
+    L = d.shape[0]
+    d_sel = d[np.arange(L)[:, None], best, :].transpose(0, 2, 1)  # (L, k, m)
+    Xte = (X[:, test] - mean) / scale
+    return best, (Xte @ Vt.transpose(0, 2, 1)) @ (d_sel * Z)
 
-            # held-out predictions, each column with its own alpha
-            d = s[:, None, :] / (s[:, None, :] ** 2 + alphas[None, :, None])  # (L, A, k)
-            d = np.where(np.isfinite(d), d, 0.0)
-            L = d.shape[0]
-            d_sel = d[np.arange(L)[:, None], best, :].transpose(0, 2, 1)  # (L, k, m)
-            Xte = (bT[lags][:, test] - mean) / scale
-            P = (Xte @ Vt.transpose(0, 2, 1)) @ (d_sel * Z)  # (L, n_test, n_fit)
-            P = fold.back_project(P, layer_cols, fit_cols)  # (L, n_test, n_cols)
-            sum_p[lags] += P.sum(axis=1)
-            sum_pp[lags] += np.einsum("lnc,lnc->lc", P, P)
-            sum_py[lags] += np.einsum("lnc,nc->lc", P, Yte)
-            if predictions is not None:
-                predictions[lags][:, test] = P
-        del fold
-    if predictions is not None:
-        predictions += offsets  # undo the global centring
 
-    n = float(n_words)
+def _correlations(sum_p, sum_pp, sum_py, Yall: np.ndarray, layer_cols: list) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r per (lag, column) from the accumulated sums, and its mean per (layer, lag)."""
+    n = float(Yall.shape[0])
     var_p = sum_pp - sum_p**2 / n
     var_y = np.einsum("nc,nc->c", Yall, Yall) - Yall.sum(0) ** 2 / n
     cov = sum_py - sum_p * Yall.sum(0) / n
@@ -371,13 +360,9 @@ def lag_layer_scores(
         r_columns = np.clip(cov / np.sqrt(var_p * var_y), -1.0, 1.0)
     undefined = (var_p <= 0) | constant_columns(Yall)[None, :]
     r_columns[undefined] = np.nan
-    r = np.full((len(layer_cols), n_lags), np.nan)
+    r = np.full((len(layer_cols), r_columns.shape[0]), np.nan)
     for i, sl in enumerate(layer_cols):
         block = r_columns[:, sl]
         ok = np.isfinite(block).any(axis=1)
         r[i, ok] = np.nanmean(block[ok], axis=1)
-    return LagScores(
-        r=r, r_columns=r_columns, best_alpha=best_alpha, alphas=alphas,
-        layer_columns=layer_cols, fit_columns=fit_cols, splits=splits,
-        predictions=predictions,
-    )
+    return r_columns, r

@@ -1,4 +1,4 @@
-"""Peak lags, alignment score and the computational-path statistic (METHODS §7).
+"""Peak lags, alignment score and the computational-path statistic.
 
 From ``r`` (n_layers, n_lags), the cross-validated decoding scores of
 :func:`brainphase.temporal.lagged_ridge.lag_layer_scores`:

@@ -3,7 +3,7 @@
 Like Pythia, the trajectory is the product: the same seed gives the same
 tokenizer, the same initial weights, the same batch order and so the same
 checkpoints, each a full Hugging Face directory that any later stage loads
-with ``brainphase.checkpoints.load_model``.
+with ``brainphase.contracts.checkpoint.load_model``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,85 @@ from pathlib import Path
 
 import pandas as pd
 
-from brainphase.checkpoints import log_spaced_steps, write_checkpoint_metadata
+from brainphase.contracts.checkpoint import write_checkpoint_metadata
+from brainphase.sources.train import log_spaced_steps
 from brainphase.io import atomic_path, write_text
+from brainphase.runtime import torch_threads
 from brainphase.toylm.model import build_model
 from brainphase.toylm.tokenizer import train_tokenizer
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ToyLMTrainConfig:
+    """Settings of one toy-LM training run: tokenizer, architecture, optimiser and checkpoints."""
+
+    steps: int = 1000
+    """Optimiser updates."""
+    checkpoint_steps: Sequence[int] | None = None
+    """Steps whose weights are saved (0 = the initialisation); None: about 12 log-spaced steps."""
+    batch_size: int = 16
+    """Windows per step."""
+    seq_len: int = 128
+    """Tokens per window."""
+    lr: float = 3e-3
+    """Peak AdamW learning rate."""
+    warmup_steps: int | None = None
+    """Steps of linear warm-up before the cosine decay; None: 5% of ``steps`` (at least 1)."""
+    min_lr_ratio: float = 0.1
+    """Learning rate at the end of the cosine decay, as a fraction of ``lr``."""
+    weight_decay: float = 0.1
+    """AdamW weight decay of the weight matrices (norm gains are not decayed)."""
+    grad_clip: float = 1.0
+    """Largest gradient norm."""
+    seed: int = 0
+    """Seeds the initial weights and the batch order."""
+    n_threads: int | None = None
+    """Torch threads while training; None: leave the count as it is."""
+    log_every: int = 50
+    """Steps between progress log lines; 0: none."""
+    vocab_size: int = 1000
+    """Byte-level BPE vocabulary size (special tokens included)."""
+    min_frequency: int = 2
+    """Fewest occurrences of a pair for a BPE merge."""
+    n_layers: int = 4
+    """Transformer blocks."""
+    d_model: int = 128
+    """Width of the residual stream."""
+    n_heads: int = 4
+    """Attention heads per block."""
+    d_ff: int = 512
+    """Width of the MLP's hidden layer."""
+    max_position: int = 256
+    """Longest sequence the model (and its tokenizer) accept."""
+
+    def __post_init__(self):
+        steps = self.checkpoints
+        if steps and not 0 <= steps[0] <= steps[-1] <= self.steps:
+            raise ValueError(f"checkpoint_steps must lie in [0, steps={self.steps}], got {steps}")
+        if self.seq_len > self.max_position:
+            raise ValueError(f"seq_len ({self.seq_len}) exceeds max_position ({self.max_position})")
+
+    @classmethod
+    def from_config(cls, train: dict, n_threads: int | None = None) -> ToyLMTrainConfig:
+        """The settings of a model's ``train`` entry in the workflow config."""
+        keys = ("steps", "batch_size", "seq_len", "lr", "seed", "vocab_size", "n_layers", "d_model", "n_heads",
+                "d_ff", "max_position")
+        return cls(**{k: train[k] for k in keys}, checkpoint_steps=train["checkpoints"],
+                   warmup_steps=train["warmup"], n_threads=n_threads)
+
+    @property
+    def checkpoints(self) -> list[int]:
+        """The checkpoint steps, sorted and unique."""
+        if self.checkpoint_steps is None:
+            return sorted(set(int(s) for s in log_spaced_steps(self.steps, min(12, self.steps + 1))))
+        return sorted(set(int(s) for s in self.checkpoint_steps))
+
+    @property
+    def warmup(self) -> int:
+        """Warm-up steps actually used (at least 1)."""
+        return max(1, self.steps // 20) if self.warmup_steps is None else max(1, self.warmup_steps)
 
 
 @dataclass
@@ -79,99 +152,74 @@ def save_checkpoint(model, tokenizer, directory: str | os.PathLike, model_name: 
     return directory
 
 
-def train_toy_lm(
-    documents: Sequence[str],
-    out_dir: str | os.PathLike,
-    model_name: str = "toylm",
-    steps: int = 1000,
-    checkpoint_steps: Sequence[int] | None = None,
-    batch_size: int = 16,
-    seq_len: int = 128,
-    lr: float = 3e-3,
-    warmup_steps: int | None = None,
-    min_lr_ratio: float = 0.1,
-    weight_decay: float = 0.1,
-    grad_clip: float = 1.0,
-    seed: int = 0,
-    n_threads: int | None = None,
-    log_every: int = 50,
-    vocab_size: int = 1000,
-    min_frequency: int = 2,
-    n_layers: int = 4,
-    d_model: int = 128,
-    n_heads: int = 4,
-    d_ff: int = 512,
-    max_position: int = 256,
-    tokenizer=None,
-) -> TrainResult:
+def train_toy_lm(documents: Sequence[str], out_dir: str | os.PathLike, cfg: ToyLMTrainConfig,
+                 model_name: str = "toylm", tokenizer=None) -> TrainResult:
     """Train a tokenizer (unless given) and a Llama-style LM; save ``out_dir/step{N}/`` checkpoints.
 
     Step N's checkpoint holds the weights after N optimiser updates (step 0 =
     the initialisation) and records ``tokens = N × batch_size × seq_len``.
     Also writes ``out_dir/train_log.tsv`` (step, tokens, loss, lr).
     """
-    import torch
-
     out_dir = Path(out_dir)
-    if checkpoint_steps is None:
-        checkpoint_steps = log_spaced_steps(steps, min(12, steps + 1))
-    checkpoint_steps = sorted(set(int(s) for s in checkpoint_steps))
-    if checkpoint_steps and not 0 <= checkpoint_steps[0] <= checkpoint_steps[-1] <= steps:
-        raise ValueError(f"checkpoint_steps must lie in [0, steps={steps}], got {checkpoint_steps}")
-    if seq_len > max_position:
-        raise ValueError(f"seq_len ({seq_len}) exceeds max_position ({max_position})")
-    warmup = max(1, steps // 20) if warmup_steps is None else max(1, warmup_steps)
-    tokens_per_step = batch_size * seq_len
-
-    previous_threads = torch.get_num_threads()
-    if n_threads:
-        torch.set_num_threads(n_threads)
-    try:
+    with torch_threads(cfg.n_threads):
         if tokenizer is None:
-            tokenizer = train_tokenizer(documents, vocab_size=vocab_size, min_frequency=min_frequency)
-        tokenizer.model_max_length = max_position
-        windows = pack_documents(tokenizer, documents, seq_len)
+            tokenizer = train_tokenizer(documents, vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency)
+        tokenizer.model_max_length = cfg.max_position
+        windows = pack_documents(tokenizer, documents, cfg.seq_len)
         logger.info("corpus: %d documents, %d windows of %d tokens (%.2fM tokens); %d steps = %.1f epochs",
-                    len(documents), len(windows), seq_len, windows.numel() / 1e6, steps,
-                    steps * batch_size / len(windows))
-        order = batch_order(len(windows), batch_size, steps, seed)
-
-        model = build_model(len(tokenizer), n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_ff=d_ff,
-                            max_position=max_position, seed=seed, bos_token_id=tokenizer.bos_token_id,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        # Weight decay on matrices only: decaying norms' gains pulls them toward zero for no benefit.
-        params = [p for p in model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
-
-        saved: dict[int, Path] = {}
-        if 0 in checkpoint_steps:
-            saved[0] = save_checkpoint(model, tokenizer, out_dir / "step0", model_name, 0, 0)
-        rows = []
-        model.train()
-        start = time.perf_counter()
-        for step in range(1, steps + 1):
-            current_lr = learning_rate(step - 1, steps, lr, warmup, min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = current_lr
-            batch = windows[order[step - 1]]
-            loss = model(input_ids=batch, labels=batch).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            rows.append((step, step * tokens_per_step, loss.item(), current_lr))
-            if step in checkpoint_steps:
-                saved[step] = save_checkpoint(model, tokenizer, out_dir / f"step{step}", model_name, step,
-                                              step * tokens_per_step)
-            if log_every and (step % log_every == 0 or step == steps):
-                elapsed = time.perf_counter() - start
-                logger.info("step %d/%d loss %.4f lr %.2e | %.0f tokens/s | ETA %.0f s", step, steps, rows[-1][2],
-                            current_lr, step * tokens_per_step / elapsed, elapsed / step * (steps - step))
-    finally:
-        torch.set_num_threads(previous_threads)
-
+                    len(documents), len(windows), cfg.seq_len, windows.numel() / 1e6, cfg.steps,
+                    cfg.steps * cfg.batch_size / len(windows))
+        order = batch_order(len(windows), cfg.batch_size, cfg.steps, cfg.seed)
+        model = build_model(len(tokenizer), n_layers=cfg.n_layers, d_model=cfg.d_model, n_heads=cfg.n_heads,
+                            d_ff=cfg.d_ff, max_position=cfg.max_position, seed=cfg.seed,
+                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id)
+        saved, rows = _train(model, tokenizer, windows, order, cfg, out_dir, model_name)
     log = pd.DataFrame(rows, columns=["step", "tokens", "loss", "lr"])
     write_text(log.to_csv(sep="\t", index=False), out_dir / "train_log.tsv")
     return TrainResult(checkpoints=saved, log=log)
+
+
+def _optimizer(model, cfg: ToyLMTrainConfig):
+    import torch
+
+    # Weight decay on matrices only: decaying norms' gains pulls them toward zero for no benefit.
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def _train(model, tokenizer, windows, order, cfg: ToyLMTrainConfig, out_dir: Path, model_name: str
+           ) -> tuple[dict[int, Path], list[tuple]]:
+    """The optimiser loop: checkpoints saved along the way, and one (step, tokens, loss, lr) row per step."""
+    import torch
+
+    optimizer = _optimizer(model, cfg)
+    checkpoint_steps, warmup = cfg.checkpoints, cfg.warmup
+    tokens_per_step = cfg.batch_size * cfg.seq_len
+    saved: dict[int, Path] = {}
+    if 0 in checkpoint_steps:
+        saved[0] = save_checkpoint(model, tokenizer, out_dir / "step0", model_name, 0, 0)
+    rows = []
+    model.train()
+    start = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
+        current_lr = learning_rate(step - 1, cfg.steps, cfg.lr, warmup, cfg.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = current_lr
+        batch = windows[order[step - 1]]
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        rows.append((step, step * tokens_per_step, loss.item(), current_lr))
+        if step in checkpoint_steps:
+            saved[step] = save_checkpoint(model, tokenizer, out_dir / f"step{step}", model_name, step,
+                                          step * tokens_per_step)
+        if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.steps):
+            elapsed = time.perf_counter() - start
+            logger.info("step %d/%d loss %.4f lr %.2e | %.0f tokens/s | ETA %.0f s", step, cfg.steps, rows[-1][2],
+                        current_lr, step * tokens_per_step / elapsed, elapsed / step * (cfg.steps - step))
+    return saved, rows

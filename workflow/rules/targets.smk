@@ -1,0 +1,101 @@
+# The files each stage gathers (per-job results that one table aggregates) and
+# the default target list, all filled in from the templates of paths.smk.
+
+
+def fill(template, rows):
+    """``template`` filled with each row's wildcards, in the rows' order (which aggregation tables keep)."""
+    rows = list(rows)
+    if not rows:
+        return []
+    return expand(template, zip, **{k: [row[k] for row in rows] for k in rows[0]})
+
+
+def checkpoints_of(analysis):
+    """Every (model, checkpoint) that runs ``analysis``, in config and training order."""
+    return [{"model": m, "step": s} for m in models(analysis) for s in steps(m)]
+
+
+def subjects_of_kind(kind, source=None):
+    """Every (dataset, subject) of the ``kind`` datasets (of one ``source``), in config order."""
+    return [{"dataset": d["name"], "subject": sub} for d in study.datasets(config, kind)
+            if source in (None, d["source"]) for sub in d["subjects"]]
+
+
+def fingerprint_files():
+    return fill(FINGERPRINT, checkpoints_of(None))
+
+
+def brain_files():
+    return fill(BRAIN, subjects_of_kind("fmri"))
+
+
+def truth_files():
+    return fill(BRAIN_TRUTH, subjects_of_kind("fmri", "toyworld"))
+
+
+def encoding_jobs(template):
+    return fill(template, ({**c, **s} for c in checkpoints_of("encoding") for s in subjects_of_kind("fmri")))
+
+
+def lmeval_jobs(template):
+    return fill(template, ({**c, "task": t} for c in checkpoints_of("evals") for t in benchmark_tasks()))
+
+
+def probing_jobs(template):
+    return fill(template, ({**c, "task": t} for c in checkpoints_of("probing") for t in config["probing"]["tasks"]))
+
+
+def crosscoder_files(name):
+    return fill(CROSSCODER, ({**c, **s, "file": name} for c in checkpoints_of("crosscoder")
+                             for s in subjects_of_kind("fmri")))
+
+
+def sae_files(name):
+    return fill(SAE, ({"model": m, "step": s, "seed": seed, "file": name} for m in models("sae")
+                      for s, seed in study.sae_runs(config, m)))
+
+
+def sae_card_files(name):
+    return fill(SAE, ({"model": models("sae")[0], "step": s, "seed": config["sae"]["seed"], "file": name}
+                      for s in study.sae_card_steps(config)))
+
+
+def context_activation_files():
+    """The context sweep's activations of one checkpoint ({model} and {step} left as wildcards)."""
+    runs = study.context_runs(config)
+    return expand(CONTEXT_ACTIVATIONS, zip, stimset=[s for s, _ in runs], window=[w for _, w in runs],
+                  allow_missing=True)
+
+
+def temporal_files():
+    """One r(layer, lag) table per (model, checkpoint, MEG subject), plus the context sweep at each last checkpoint."""
+    files = fill(TEMPORAL, ({**c, **s} for c in checkpoints_of("temporal") for s in subjects_of_kind("meg")))
+    files += fill(TEMPORAL_CONTEXT, ({"model": m, "step": steps(m)[-1], **s, "window": w} for m in models("temporal")
+                                     for s in subjects_of_kind("meg") for w in config["temporal"]["context_windows"]))
+    return files
+
+
+# Each analysis' tables and figures in the default target list.
+ANALYSIS_TARGETS = {
+    "encoding": (["encoding", "encoding_voxels"], ["encoding_trajectory", "encoding_maps"]),
+    "evals": (["evals"], []),
+    "probing": (["probing"], []),
+    "phases": (["phases"], ["phase_trajectory", "probing_histogram", "detachment_map"]),
+    "sae": (["sae", "sae_matching"], ["sae_language", "sae_granularity", "sae_metrics", "sae_matching",
+                                      "sae_feature_cards"]),
+    "temporal": (["temporal"], ["temporal_heatmaps", "temporal_path", "temporal_trajectory", "temporal_sweeps"]),
+    "crosscoder": (["crosscoder"], ["crosscoder_ri", "crosscoder_fractions", "crosscoder_maps"]),
+}
+
+
+def all_targets():
+    # Which checkpoints hold the same weights: every study's first question about its checkpoints.
+    targets = [table("checkpoint_duplicates")]
+    for analysis, (tables, figure_names) in ANALYSIS_TARGETS.items():
+        if analysis not in config["analyses"]:
+            continue
+        targets += [table(t) for t in tables]
+        targets += [f for name in figure_names for f in figures(name)]
+        if analysis == "encoding" and truth_files():
+            targets.append(table("encoding_groups"))
+    return targets
