@@ -29,12 +29,24 @@ def test_mismatch_messages_say_what_to_add():
     extra = dict(LOADERS, npyfmri=Loader("npyfmri", "fmri", "brainphase.loaders.lebel:load_lebel",
                                           "brainphase.loaders.lebel:lebel_inputs"))
     text = "\n".join(schema_mismatches(schema, extra))
-    assert "add npyfmri to datasets.items.properties.source.enum" in text
-    assert "$defs.options_npyfmri" in text and "allOf" in text
-    schema["$defs"]["options_gone"] = {"type": "object"}
-    schema["properties"]["datasets"]["items"]["properties"]["source"]["enum"].append("gone")
+    assert "loader 'npyfmri' needs exactly one block in datasets.items.allOf (found 0)" in text
+    blocks = schema["properties"]["datasets"]["items"]["allOf"]
+    lebel = next(b for b in blocks if b["if"]["properties"].get("source") == {"const": "lebel"})
+    del lebel["then"]["properties"]["options"]["properties"]["word_tier"]
+    lebel["then"]["required"] = []
+    blocks.append({"if": {"properties": {"source": {"const": "gone"}}}, "then": {}})
     text = "\n".join(schema_mismatches(schema))
-    assert "'gone' has no registered loader" in text and "$defs.options_gone belongs to no registered loader" in text
+    assert "'lebel': its allOf block must require path" in text
+    assert "add ['word_tier'], drop []" in text
+    assert "source 'gone' has no registered loader" in text
+
+
+def test_unknown_source_is_refused_with_the_known_ones():
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["datasets"][0]["source"] = "lebl"
+    with pytest.raises(ConfigError, match=r"datasets\[0\]\.source: 'lebl' is not a dataset source; known: "
+                                          r"toyworld, files, lebel, bids_fmri, meg_bids"):
+        validate_config(config, SCHEMA)
 
 
 def test_register_rejects_bad_entries(monkeypatch):
@@ -54,15 +66,10 @@ def _doc_blocks(lang: str) -> list[str]:
 
 
 def _schema_with_example(tmp_path: Path) -> Path:
-    """A copy of the schema with docs/loaders.md's pieces for the example loader added where the page says."""
+    """A copy of the schema with docs/loaders.md's block for the example loader added where the page says."""
     schema = yaml.safe_load(SCHEMA.read_text())
-    rule, block, _ = (yaml.safe_load(b) for b in _doc_blocks("yaml"))
-    items = schema["properties"]["datasets"]["items"]
-    items["properties"]["source"]["enum"].append("npyfmri")
-    path_rule = next(r for r in items["allOf"] if "enum" in r["if"]["properties"]["source"])
-    path_rule["if"]["properties"]["source"]["enum"].append("npyfmri")
-    items["allOf"] += rule
-    schema["$defs"].update(block)
+    block, _ = (yaml.safe_load(b) for b in _doc_blocks("yaml"))
+    schema["properties"]["datasets"]["items"]["allOf"] += block
     out = tmp_path / "config.schema.yaml"
     out.write_text(yaml.safe_dump(schema, sort_keys=False))
     return out
@@ -94,7 +101,7 @@ def test_docs_example_loader_end_to_end(tmp_path, monkeypatch):
     root = tmp_path / "data"
     _example_dataset(root)
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    entry = yaml.safe_load(_doc_blocks("yaml")[2])["datasets"][0]
+    entry = yaml.safe_load(_doc_blocks("yaml")[1])["datasets"][0]
     config["datasets"].append(dict(entry, path=str(root)))
     validate_config(config, schema_path)
     with pytest.raises(ConfigError, match="options"):

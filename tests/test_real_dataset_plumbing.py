@@ -1,16 +1,13 @@
 """The plumbing between a real dataset's loader and the analyses: shared word rows, subject clocks,
 one stimulus set from many subjects, annotation tables, and the config's loader options."""
 
-import inspect
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from brainphase.loaders.annotations import read_annotations, run_annotations
-from brainphase.loaders.dataset import loader_options, merge_stimuli, subject_events
-from brainphase.loaders.registry import LOADERS
+from brainphase.loaders.dataset import merge_stimuli, subject_events
 from brainphase.loaders.words import event_offsets, read_events_tsv, words_to_stimuli
 from brainphase.contracts.brain import BrainRun, read_brain, subject_view, write_brain
 from brainphase.contracts.stimuli import DataError
@@ -89,15 +86,6 @@ def test_annotation_tables(tmp_path):
     (tmp_path / "bad.csv").write_text("onset,text\n0,x\n")
     with pytest.raises(DataError, match=r"no column\(s\) \['run'\]"):
         read_annotations(tmp_path / "bad.csv")
-
-
-def test_schema_options_are_the_loaders_keywords():
-    """A loader argument the schema forgets could never be set; one it invents would crash the job."""
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    for source, loader in LOADERS.items():
-        props = set(schema["$defs"][f"options_{source}"]["properties"])
-        assert props == set(loader_options(source)), source
-        assert inspect.signature(loader.load_function()).parameters
 
 
 def test_load_subject_rejects_unknown_options(tmp_path):

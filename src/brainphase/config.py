@@ -92,6 +92,12 @@ def _drop_merged_variant_keys(config: dict) -> None:
 
 
 def _check_semantics(config: dict) -> None:
+    from .loaders.registry import BUILTIN_SOURCES, LOADERS
+
+    for i, d in enumerate(config["datasets"]):
+        if d["source"] not in BUILTIN_SOURCES and d["source"] not in LOADERS:
+            raise ConfigError(f"config key datasets[{i}].source: {d['source']!r} is not a dataset source; known: "
+                              f"{', '.join([*BUILTIN_SOURCES, *LOADERS])} (a new format: docs/loaders.md)")
     if "phases" in config["analyses"]:
         lacking = sorted({"encoding", "evals", "probing"} - set(config["analyses"]))
         if lacking:
@@ -370,8 +376,9 @@ def dataset_entry(config: dict, name: str) -> dict:
 def threads_for(config: dict, rule: str, *fallbacks: str) -> int:
     """Threads of one rule's jobs: ``threads`` is a number for every rule, or a
     mapping ``{default: n, <rule>: n}`` (e.g. training on all cores while the
-    many light jobs take one core each and run side by side). Per-model rules
-    (``train_<model>``, ``activations_<model>``) fall back to their stage's key."""
+    many light jobs take one core each and run side by side). A per-model key
+    (``train_<model>``, ``activations_<model>``) sets one model's jobs of a stage
+    and falls back to the stage's key."""
     t = config["threads"]
     if isinstance(t, int):
         return t

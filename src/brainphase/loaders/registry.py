@@ -9,9 +9,11 @@ load job's inputs, so an edited file loads that subject again). A config's
 ``datasets[].source`` names a registered loader; ``datasets[].options`` are the
 keyword arguments of ``load`` after ``root`` and ``subject``.
 
-The config schema (``workflow/schemas/config.schema.yaml``) lists every loader
-too, since it is read without importing the package: :func:`schema_mismatches`
-says what it lacks or has in excess, and a test holds the two in step.
+The config schema (``workflow/schemas/config.schema.yaml``) holds one block per
+loader (its kind, its ``path``, its options): :func:`schema_mismatches` says
+what it lacks or has in excess, and a test holds the two in step. A source
+that is neither built in nor registered is refused when the config is
+validated, with the known names.
 ``docs/loaders.md`` walks through adding a loader.
 """
 
@@ -31,7 +33,7 @@ class Loader:
     """A dataset format that a config's ``datasets[].source`` can name."""
 
     name: str
-    """The config's ``source`` value; the schema's options block is ``$defs/options_<name>``."""
+    """The config's ``source`` value; the schema's block for it is ``if: {properties: {source: {const: <name>}}}``."""
     kind: str
     """``fmri`` (``load`` returns a ``LoadedFMRI``, with a TR) or ``meg`` (a ``MEGBids``, with a sampling rate)."""
     load: str
@@ -90,52 +92,52 @@ register_loader(Loader("meg_bids", "meg", "brainphase.loaders.meg_bids:load_meg_
                        "brainphase.loaders.meg_bids:meg_bids_inputs", frozenset({"word_filter"})))
 
 
-def _dataset_rules(schema: dict) -> tuple[dict, list]:
-    items = schema["properties"]["datasets"]["items"]
-    return items["properties"], items.get("allOf", [])
+def _source_blocks(schema: dict) -> dict[str, list[dict]]:
+    """The ``datasets.items.allOf`` blocks that apply to one source alone (``if source == name``), by name."""
+    blocks: dict[str, list[dict]] = {}
+    for rule in schema["properties"]["datasets"]["items"].get("allOf", []):
+        condition = rule.get("if", {}).get("properties", {})
+        if set(condition) == {"source"} and "const" in condition["source"]:
+            blocks.setdefault(condition["source"]["const"], []).append(rule)
+    return blocks
+
+
+def schema_block(loader: Loader) -> dict:
+    """The one ``datasets.items.allOf`` block the config schema needs for ``loader`` (options left open)."""
+    return {"if": {"properties": {"source": {"const": loader.name}}},
+            "then": {"required": ["path"], "properties": {"kind": {"const": loader.kind}, "options": {
+                "type": "object", "additionalProperties": False,
+                "properties": {name: {} for name in loader.options()}}}}}
 
 
 def schema_mismatches(schema: dict, loaders: dict[str, Loader] | None = None) -> list[str]:
     """What the config schema (parsed YAML) must add or drop to agree with the registered loaders; [] if it agrees.
 
-    Per loader the schema needs: its name in the dataset ``source`` enum and in
-    the rule that requires ``path`` for loader sources, a rule
-    ``if source == name then kind == loader.kind and options: $ref
-    #/$defs/options_<name>``, and that options block with one property per
-    keyword of :meth:`Loader.options`.
+    Per loader the schema needs one block in ``datasets.items.allOf``: ``if source
+    == name then`` ``path`` is required, ``kind`` is the loader's and ``options``
+    is an object with one property per keyword of :meth:`Loader.options`.
     """
     loaders = LOADERS if loaders is None else loaders
-    props, rules = _dataset_rules(schema)
-    defs = schema.get("$defs", {})
-    enum = list(props["source"]["enum"])
-    path_rule = next((r for r in rules if "enum" in r.get("if", {}).get("properties", {}).get("source", {})), None)
-    needs_path = set(path_rule["if"]["properties"]["source"]["enum"]) if path_rule else set()
+    blocks = _source_blocks(schema)
     problems = []
     for name, loader in loaders.items():
-        block = f"#/$defs/options_{name}"
-        if name not in enum:
-            problems.append(f"loader {name!r} is registered but missing from the schema: add {name} to "
-                            "datasets.items.properties.source.enum")
-        if name not in needs_path:
-            problems.append(f"loader {name!r}: add {name} to the enum of the allOf rule that requires path "
-                            "for loader sources")
-        want = {"kind": {"const": loader.kind}, "options": {"$ref": block}}
-        found = [r for r in rules if r.get("if", {}).get("properties", {}).get("source") == {"const": name}]
-        if not any(r.get("then", {}).get("properties") == want for r in found):
-            problems.append(f"loader {name!r}: add to datasets.items.allOf the rule "
-                            f"{{if: {{properties: {{source: {{const: {name}}}}}}}, then: {{properties: "
-                            f"{{kind: {{const: {loader.kind}}}, options: {{$ref: \"{block}\"}}}}}}}}")
-        if f"options_{name}" not in defs:
-            problems.append(f"loader {name!r}: add the block $defs.options_{name} (type: object, "
-                            f"additionalProperties: false, one property per option: {loader.options()})")
+        found = blocks.get(name, [])
+        if len(found) != 1:
+            problems.append(f"loader {name!r} needs exactly one block in datasets.items.allOf (found "
+                            f"{len(found)}), e.g. {schema_block(loader)}")
             continue
-        have, need = set(defs[f"options_{name}"].get("properties", {})), set(loader.options())
-        if have != need:
-            problems.append(f"loader {name!r}: $defs.options_{name} must list the loader's options; add "
-                            f"{sorted(need - have)}, drop {sorted(have - need)}")
-    for name in sorted(set(enum) - set(loaders) - set(BUILTIN_SOURCES)):
-        problems.append(f"the schema's dataset source {name!r} has no registered loader: register one in "
-                        "brainphase.loaders.registry or drop it from the schema")
-    for key in sorted(k for k in defs if k.startswith("options_") and k[len("options_"):] not in loaders):
-        problems.append(f"$defs.{key} belongs to no registered loader: drop it or register the loader")
+        then = found[0].get("then", {})
+        props = then.get("properties", {})
+        if "path" not in then.get("required", []):
+            problems.append(f"loader {name!r}: its allOf block must require path (the dataset's root folder)")
+        if props.get("kind") != {"const": loader.kind}:
+            problems.append(f"loader {name!r}: its allOf block must set kind: {{const: {loader.kind}}}")
+        options = props.get("options", {})
+        have, need = set(options.get("properties", {})), set(loader.options())
+        if options.get("additionalProperties") is not False or have != need:
+            problems.append(f"loader {name!r}: the options of its allOf block must be a closed object listing "
+                            f"the loader's options; add {sorted(need - have)}, drop {sorted(have - need)}")
+    for name in sorted(set(blocks) - set(loaders) - set(BUILTIN_SOURCES)):
+        problems.append(f"the schema's block for dataset source {name!r} has no registered loader: register one "
+                        "in brainphase.loaders.registry or drop the block")
     return problems
