@@ -225,21 +225,22 @@ def test_params_from_config():
         MEGParams(tail=0.3)
 
 
-def test_toy_meg_script(world, stim, tmp_path):
-    """The workflow script writes a brain file on the sfreq clock and the truth table."""
+def test_toy_subject_script_simulates_meg(world, stim, tmp_path):
+    """The workflow script, for a MEG dataset, writes a brain file on the sfreq clock and the truth table."""
     stim_path, lex_path = tmp_path / "stim.parquet", tmp_path / "lexicon.parquet"
     stim[stim["run"].isin(["story01", "test01"])].to_parquet(stim_path)
     world.lexicon.table().to_parquet(lex_path)
     out = SimpleNamespace(brain=str(tmp_path / "meg/sub-02.h5"), truth=str(tmp_path / "meg/sub-02.truth.parquet"))
     snakemake = SimpleNamespace(
         input=SimpleNamespace(stimuli=str(stim_path), lexicon=str(lex_path)), output=out,
-        params=SimpleNamespace(simulate={"seed": 3, "snr": 0.1, "n_sensors": 24}, subjects=["sub-01", "sub-02"]),
+        params=SimpleNamespace(simulate={"seed": 3, "snr": 0.1, "n_sensors": 24}, subjects=["sub-01", "sub-02"],
+                               kind="meg"),
         wildcards=SimpleNamespace(subject="sub-02"), log=[str(tmp_path / "log.txt")])
     driver = ("import pickle, runpy, sys; "
               "runpy.run_path(sys.argv[1], init_globals={'snakemake': pickle.load(open(sys.argv[2], 'rb'))})")
     (tmp_path / "smk.pkl").write_bytes(pickle.dumps(snakemake))
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", driver, str(REPO / "workflow/scripts/toy_meg.py"),
+    proc = subprocess.run([sys.executable, "-c", driver, str(REPO / "workflow/scripts/toy_subject.py"),
                            str(tmp_path / "smk.pkl")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     brain = read_brain(out.brain)
