@@ -18,6 +18,8 @@ schedule) and :mod:`~brainphase.sources.fingerprints` (duplicate weights).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import json
 import os
 from pathlib import Path
@@ -36,7 +38,7 @@ def _step(revision: str) -> int:
     return int(revision.removeprefix("step"))
 
 
-class ModelSource:
+class ModelSource(ABC):
     """The checkpoints of one ``models[]`` config entry; a subclass per value of ``source``."""
 
     kind: str = ""
@@ -48,13 +50,13 @@ class ModelSource:
         self.entry = entry
         self.name = entry["name"]
 
+    @abstractmethod
     def revisions(self) -> list[str]:
         """Checkpoint names (the ``{step}`` wildcard), in training order."""
-        raise NotImplementedError
 
+    @abstractmethod
     def tokens_for(self, revision: str) -> int:
         """Tokens the checkpoint ``revision`` has seen."""
-        raise NotImplementedError
 
     def known_fingerprints(self, cache_dir: str | os.PathLike = REVISION_CACHE) -> dict[str, str | None]:
         """{revision: weights fingerprint} known without network or download; ``{}`` when none are."""
