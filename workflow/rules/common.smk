@@ -142,19 +142,6 @@ def task_dirs(wildcards):
     return [DEMO_TASKS] if wildcards.task in DEMO_TASK_NAMES else include_dirs()
 
 
-def study_plan():
-    from brainphase.planning import format_plan, plan_table
-    from brainphase.sources import known_duplicates
-
-    all_steps = {m: steps(m) for m in models()}
-    poolings = {m: [(s, study.pooling_of(config, s)) for s in study.stimsets(config, m)] for m in models()}
-    table = plan_table(config, all_steps, poolings, R)
-    duplicates = known_duplicates(config, all_steps, R)
-    return format_plan(table, R) + (f"\nbrainphase checkpoints: {duplicates}" if duplicates else
-                                    "\nbrainphase checkpoints: weights not fingerprinted yet (listed hub "
-                                    "fingerprints or registered checkpoints are compared once known)")
-
-
 def user_file(path):
     """A user-provided input: declared when on disk, so that a dry run plans the DAG without it.
 
@@ -162,28 +149,6 @@ def user_file(path):
     missing inputs (below).
     """
     return [str(path)] if Path(path).exists() else []
-
-
-MISSING_INPUTS = missing_inputs(config, {m["name"]: steps(m["name"]) for m in config["models"]
-                                         if m["source"] == "local"})
-
-# A dry run is where a user decides to launch: show what it will cost and what is
-# missing first. (The executor, and with it workflow.dryrun, is set only after parsing.)
-if workflow.is_main_process and dry_run_requested(sys.argv):
-    try:
-        logger.info(study_plan())
-    except Exception as err:  # the plan is advice; it must never block a dry run
-        logger.warning(f"brainphase plan unavailable: {err}")
-    logger.info(format_missing(MISSING_INPUTS))
-elif workflow.is_main_process and MISSING_INPUTS and runs_jobs(sys.argv):
-    raise WorkflowError(format_missing(MISSING_INPUTS).replace(
-        "(the DAG is planned as if they were there)", "; nothing was run") + "\nDry-run "
-        "(`snakemake -n`) to see the plan; run again once they are in place.")
-if workflow.is_main_process and runs_jobs(sys.argv):
-    try:
-        claim_results_folder(R, config)
-    except ValueError as err:
-        raise WorkflowError(str(err)) from None
 
 
 def subject_files(wildcards):

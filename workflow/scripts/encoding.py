@@ -15,12 +15,14 @@ settings = EncodingSettings.from_config(snakemake.params.encoding, seed=snakemak
                                         resample=snakemake.params.resample, n_boot=snakemake.params.n_boot)
 
 brain = read_brain(snakemake.input.brain)
+# One layer at a time, as stored (float16): the whole cache in float32 would
+# cost more than the ridge of one layer.
 acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(snakemake.input.stimuli),
-                                    snakemake.input.stimuli, brain, snakemake.input.brain)
+                                    snakemake.input.stimuli, brain, snakemake.input.brain, lazy=True)
 
 # TR-block bootstrap replicates of mean r per layer, for the standard errors of
 # the phase analysis: same seed and blocks at every checkpoint, so paired.
-voxels, boot = encode_layers(acts, stimuli, brain, settings)
+voxels, boot = encode_layers(acts, stimuli, brain, settings, budget_bytes=snakemake.resources.mem_mb * 1_000_000)
 for table in (voxels, boot):
     table.insert(0, "subject", wc.subject)
     table.insert(0, "dataset", wc.dataset)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +40,9 @@ def save_activations(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
 
 
 def load_unit_activations(path: str | os.PathLike, stimuli: pd.DataFrame, stimuli_path: str | os.PathLike,
-                          names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+                          names: Sequence[str] | None = None, dtype=np.float32) -> dict[str, np.ndarray]:
     """Activations whose rows are the units of ``stimuli``, in its order; a stale cache is an error."""
-    arrays, meta = load_activations(path, names)
+    arrays, meta = load_activations(path, names, dtype)
     if meta.get("dropped_unit_ids"):
         raise DataError(f"{path}: {len(meta['dropped_unit_ids'])} units of {stimuli_path} exceed the model's "
                         f"positions and have no row (e.g. {meta['dropped_unit_ids'][:3]}); this analysis needs "
@@ -54,20 +54,57 @@ def load_unit_activations(path: str | os.PathLike, stimuli: pd.DataFrame, stimul
 
 
 def subject_activations(path: str | os.PathLike, stimuli: pd.DataFrame, stimuli_path: str | os.PathLike, brain,
-                        brain_path: str | os.PathLike, names: Sequence[str] | None = None
-                        ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+                        brain_path: str | os.PathLike, names: Sequence[str] | None = None, lazy: bool = False
+                        ) -> tuple[Mapping[str, np.ndarray], pd.DataFrame]:
     """Activations and stimulus rows of the units one subject heard, on that subject's clock.
 
     The cache holds the whole stimulus set; a real dataset's brain file may time
     only some of its units, at its own onsets (``brainphase.contracts.brain.subject_view``).
-    The timings are checked against the subject's runs.
+    The timings are checked against the subject's runs. ``lazy``: a mapping
+    that reads each tensor when asked for it, as stored (float16), so a job
+    that goes layer by layer holds one layer, not the whole cache in float32.
     """
     view, rows = subject_view(stimuli, brain, str(stimuli_path), str(brain_path))
     check_alignment(view, brain, str(stimuli_path), str(brain_path))
+    if lazy:
+        load_unit_activations(path, stimuli, stimuli_path, names=[])  # the cache's unit ids, checked once
+        return LayerReader(path, names, rows), view
     arrays = load_unit_activations(path, stimuli, stimuli_path, names)
     if rows is not None:
         arrays = {k: v[rows] for k, v in arrays.items()}
     return arrays, view
+
+
+class LayerReader(Mapping):
+    """``{site}.{layer}`` -> (units x d) float16, read from the safetensors file on each access.
+
+    ``rows`` (or None: all) selects the units a subject heard.
+    """
+
+    def __init__(self, path: str | os.PathLike, names: Sequence[str] | None = None, rows=None):
+        from safetensors import safe_open
+
+        self.path, self.rows = Path(path), rows
+        with safe_open(str(path), framework="numpy") as f:
+            available = list(f.keys())
+        self.names = available if names is None else list(names)
+        absent = [n for n in self.names if n not in available]
+        if absent:
+            raise KeyError(f"{path}: no tensors {absent}; it holds {available}. Fix: re-extract with those "
+                           "sites/layers requested")
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.names:
+            raise KeyError(name)
+        arrays, _ = load_activations(self.path, [name], np.float16)
+        a = arrays[name]
+        return a if self.rows is None else a[self.rows]
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 def activation_memmap(path: str | os.PathLike, name: str) -> np.memmap:
@@ -102,8 +139,9 @@ def site_layers(path: str | os.PathLike, site: str) -> list[str]:
     return sorted(names, key=lambda n: int(n.split(".")[1]))
 
 
-def load_activations(path: str | os.PathLike, names: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], dict]:
-    """Read activations (as float32) and their metadata; ``names`` selects tensors."""
+def load_activations(path: str | os.PathLike, names: Sequence[str] | None = None,
+                     dtype=np.float32) -> tuple[dict[str, np.ndarray], dict]:
+    """Read activations (as ``dtype``, float32 by default) and their metadata; ``names`` selects tensors."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -114,6 +152,6 @@ def load_activations(path: str | os.PathLike, names: Sequence[str] | None = None
         if absent:
             raise KeyError(f"{path}: no tensors {absent}; it holds {available}. Fix: re-extract with those "
                            f"sites/layers requested")
-        arrays = {n: f.get_tensor(n).astype(np.float32) for n in wanted}
+        arrays = {n: f.get_tensor(n).astype(dtype, copy=False) for n in wanted}
         metadata = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
     return arrays, metadata

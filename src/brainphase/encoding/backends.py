@@ -9,7 +9,6 @@ torch is imported only when a torch backend is asked for.
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 BACKENDS = ("auto", "numpy", "torch", "torch_cuda")
 
@@ -83,12 +82,6 @@ class Backend:
         return x.sum(dim=axis, dtype=self.xp.float64)
 
     def eigh(self, a):
-        if self.xp is np:
-            # LAPACK's tridiagonalisation is a long chain of level-2 BLAS
-            # calls: extra threads gain little on an idle machine and stall
-            # badly when another process holds one of the cores.
-            with threadpool_limits(limits=1, user_api="blas"):
-                return np.linalg.eigh(a)
         return self.xp.linalg.eigh(a)
 
     def matmul(self, a, b, out):

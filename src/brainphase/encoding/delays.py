@@ -83,16 +83,17 @@ def zscore_runs(runs: Sequence[np.ndarray]) -> list[np.ndarray]:
     inf is an error naming the run: its mean and std are NaN, and the constant-
     column rule above would otherwise turn it silently into zeros.
     """
-    out = []
-    for i, r in enumerate(runs):
-        finite = np.isfinite(np.asarray(r, dtype=np.float64))
-        if not finite.all():
-            cols = np.flatnonzero(~finite.reshape(len(finite), -1).all(0))
-            raise ValueError(f"run {i} (position {i} among the {len(runs)} runs given): {cols.size} column(s) hold "
-                             f"NaN or inf (first: column {cols[0]}); a unit without a finite onset/offset or NaN "
-                             "activations put them there — check the run's stimulus timings and activation cache")
-        out.append(_zscore(r))
-    return out
+    return [_zscore_run(r, i, len(runs)) for i, r in enumerate(runs)]
+
+
+def _zscore_run(r: np.ndarray, i: int, n_runs: int, first_column: int = 0) -> np.ndarray:
+    finite = np.isfinite(np.asarray(r, dtype=np.float64))
+    if not finite.all():
+        cols = np.flatnonzero(~finite.reshape(len(finite), -1).all(0))
+        raise ValueError(f"run {i} (position {i} among the {n_runs} runs given): {cols.size} column(s) hold "
+                         f"NaN or inf (first: column {first_column + cols[0]}); a unit without a finite onset/offset or NaN "
+                         "activations put them there — check the run's stimulus timings and activation cache")
+    return _zscore(r)
 
 
 def trim(runs: Sequence[np.ndarray], n_trim: int) -> list[np.ndarray]:
@@ -137,9 +138,15 @@ def prepare_design(
 
 
 def prepare_responses(
-    responses_per_run: Sequence[np.ndarray], trim: int = 0
+    responses_per_run: Sequence[np.ndarray], trim: int = 0, dtype=np.float64, block: int = 2048
 ) -> tuple[np.ndarray, np.ndarray]:
     """z-score per run, trim per run, then stack.
+
+    Written straight into one ``dtype`` array, ``block`` columns of a run at
+    a time: the statistics are float64 as always, but no full-size float64
+    copy of the responses is ever held (a subject's BOLD is the largest
+    array of an encoding job). Each column's values are those of z-scoring
+    the whole run in float64 and casting.
 
     Returns
     -------
@@ -149,4 +156,18 @@ def prepare_responses(
     runs = [np.asarray(r) if np.ndim(r) == 2 else np.asarray(r)[:, None] for r in responses_per_run]
     if not runs:
         raise ValueError("no runs")
-    return _stack(_trim(zscore_runs(runs), trim))
+    n_trim = int(trim)
+    if n_trim < 0:
+        raise ValueError("n_trim must be >= 0")
+    for i, r in enumerate(runs):
+        if 2 * n_trim >= len(r):
+            raise ValueError(f"run {i} has {len(r)} samples, too few to trim {n_trim} at each end")
+    lengths = [len(r) - 2 * n_trim for r in runs]
+    out = np.empty((sum(lengths), runs[0].shape[1]), dtype=dtype)
+    row = 0
+    for i, (r, n) in enumerate(zip(runs, lengths)):
+        for c0 in range(0, r.shape[1], block):
+            out[row: row + n, c0: c0 + block] = _zscore_run(r[:, c0: c0 + block], i, len(runs), c0)[n_trim: n_trim + n]
+        row += n
+    run_index = np.concatenate([np.full(n, i, dtype=np.int64) for i, n in enumerate(lengths)])
+    return out, run_index

@@ -53,14 +53,23 @@ class PrimalFactors:
     part, so ``X^T Y`` is computed once rather than once per fold.
     """
 
-    def __init__(self, ops: Backend, X, Y, dtype: str, fit_intercept: bool):
-        self.ops, self.X, self.Y, self.dtype = ops, X, Y, dtype
+    def __init__(self, ops: Backend, X, dtype: str, fit_intercept: bool):
+        self.ops, self.X, self.dtype = ops, X, dtype
         self.fit_intercept = fit_intercept
         self.X64 = ops.cast(X, "float64")
         self.G = self.X64.T @ self.X64
         self.x_sum = self.X64.sum(0)
-        self.y_sum = ops.sum64(Y, 0)
-        self.XY = X.T @ Y
+        self.Y = self.XY = self.y_sum = None
+
+    def set_targets(self, Y) -> None:
+        """The (centred) targets every later :meth:`targets` call reads; ``X^T Y`` once for all folds.
+
+        None releases them (and ``X^T Y``) once a chunk of targets is done.
+        """
+        if Y is None:
+            self.Y = self.y_sum = self.XY = None
+            return
+        self.Y, self.y_sum, self.XY = Y, self.ops.sum64(Y, 0), self.X.T @ Y
 
     def basis(self, train=None, test=None) -> Basis:
         ops = self.ops
@@ -74,29 +83,42 @@ class PrimalFactors:
         lam[lam < 0] = 0  # round-off on a PSD matrix
         b = Basis(n=n, lam=lam, x_mean=x_mean, train=train, test=test)
         b.extra["V"] = ops.cast(V, self.dtype)
+        b.extra["u"] = x_mean @ V  # the training mean in the eigenbasis
         if test is not None:
-            b.A = (Xte64 - x_mean) @ V
+            XteV = Xte64 @ V
+            b.A = XteV - b.extra["u"][None, :]
             b.R = ops.triangular_factor(b.A)
-            b.extra["Xte"] = self.X[test]
+            b.extra["XteV"] = ops.cast(XteV, self.dtype)
+            b.extra["XteV_sum"] = XteV.sum(0)
         return b
 
     def targets(self, b: Basis, cols: slice):
-        """``B`` (rank x n_cols), training mean of Y, centred held-out Y (or None)."""
-        ops = self.ops
-        XY = self.XY[:, cols]
-        Yte_c = None
+        """``B`` (rank x n_cols), training mean of Y, centred held-out Y (or None), and ``C = A^T Yte_c``.
+
+        ``B = V^T (X_tr^T Y_tr - n m_x m_y^T)`` with ``X_tr^T Y_tr`` the full
+        product minus the held-out one; the held-out product in the
+        eigenbasis, ``(X_te V)^T Y_te``, also gives ``C`` after rank-one
+        centring terms, so each fold multiplies the held-out targets once.
+        """
+        ops, dtype = self.ops, self.dtype
+        VtXY = b.extra["V"].T @ self.XY[:, cols]
+        u = b.extra["u"]
         if b.test is None:
             y_mean = self.y_sum[cols] / b.n
-        else:
-            Yte = self.Y[b.test, cols]
-            y_mean = (self.y_sum[cols] - ops.sum64(Yte, 0)) / b.n
-            XY = XY - b.extra["Xte"].T @ Yte
+            if not self.fit_intercept:
+                y_mean = 0 * y_mean
+            return VtXY - ops.cast(b.n * (u[:, None] * y_mean[None, :]), dtype), y_mean, None, None
+        Yte = self.Y[b.test, cols]
+        y_te_sum = ops.sum64(Yte, 0)
+        y_mean = (self.y_sum[cols] - y_te_sum) / b.n
         if not self.fit_intercept:
             y_mean = 0 * y_mean
-        R = XY - ops.cast(b.n * (b.x_mean[:, None] * y_mean[None, :]), self.dtype)
-        if b.test is not None:
-            Yte_c = Yte - ops.cast(y_mean, self.dtype)
-        return b.extra["V"].T @ R, y_mean, Yte_c
+        P = b.extra["XteV"].T @ Yte
+        B = VtXY - P - ops.cast(b.n * (u[:, None] * y_mean[None, :]), dtype)
+        n_te = Yte.shape[0]
+        centring = (n_te * u[:, None] - b.extra["XteV_sum"][:, None]) * y_mean[None, :] - u[:, None] * y_te_sum[None, :]
+        C = P + ops.cast(centring, dtype)
+        return B, y_mean, Yte - ops.cast(y_mean, dtype), C
 
     def lift(self, b: Basis, Z):
         """Weights from coordinates in the eigenbasis."""
@@ -110,12 +132,17 @@ class DualFactors:
     ``(Xa - 1 m^T)(Xb - 1 m^T)^T`` needs only row means of ``K``.
     """
 
-    def __init__(self, ops: Backend, X, Y, dtype: str, fit_intercept: bool):
-        self.ops, self.X, self.Y, self.dtype = ops, X, Y, dtype
+    def __init__(self, ops: Backend, X, dtype: str, fit_intercept: bool):
+        self.ops, self.X, self.dtype = ops, X, dtype
         self.fit_intercept = fit_intercept
         X64 = ops.cast(X, "float64")
         self.K = X64 @ X64.T
         self.x_sum = X64.sum(0)
+        self.Y = None
+
+    def set_targets(self, Y) -> None:
+        """The (centred) targets every later :meth:`targets` call reads."""
+        self.Y = Y
 
     def basis(self, train=None, test=None) -> Basis:
         ops = self.ops
@@ -148,7 +175,7 @@ class DualFactors:
         y_mean_d = ops.cast(y_mean, self.dtype)
         B = b.extra["Q"].T @ (Ytr - y_mean_d)
         Yte_c = None if b.test is None else self.Y[b.test, cols] - y_mean_d
-        return B, y_mean, Yte_c
+        return B, y_mean, Yte_c, None
 
     def lift(self, b: Basis, Z):
         if "Xc" not in b.extra:  # full-data basis only: training mean removed
@@ -160,7 +187,7 @@ FACTORS = {"primal": PrimalFactors, "dual": DualFactors}
 
 
 def held_out_r2(ops: Backend, b: Basis, B, Yte_c, alphas, dtype: str,
-                n_alphas_batch: int | None = None) -> np.ndarray:
+                n_alphas_batch: int | None = None, C=None) -> np.ndarray:
     """Held-out R² for every (alpha, target) of one fold and chunk of targets.
 
     The predictions ``A diag(d_a) B`` (``d_a = 1 / (lam + a)``) are never
@@ -169,7 +196,7 @@ def held_out_r2(ops: Backend, b: Basis, B, Yte_c, alphas, dtype: str,
     with ``R^T R = A^T A`` triangular. Skipping the zero blocks of ``R``
     roughly halves the dominant product, and no (n_alphas x n_test x
     n_targets) array is materialised. ``n_alphas_batch``: alphas stacked in
-    one product (None: all).
+    one product (None: all); ``C``: ``A^T Yte_c`` when already known.
     """
     n_te, n_targets = Yte_c.shape
     n_alphas = alphas.shape[0]
@@ -181,9 +208,11 @@ def held_out_r2(ops: Backend, b: Basis, B, Yte_c, alphas, dtype: str,
     if "D" not in b.extra:  # per fold, shared by all chunks of targets
         D = 1.0 / (b.lam[None, :] + alphas[:, None])  # (n_alphas, rank)
         b.extra["D"] = ops.cast(D, dtype)
-        b.extra["A"] = ops.cast(b.A, dtype)
         b.extra["blocks"] = _triangle_blocks(ops, b.R, D, dtype, n_alphas_batch)
-    C = b.extra["A"].T @ Yte_c
+    if C is None:  # ``A^T Yte_c``, unless the factors had it already
+        if "A" not in b.extra:
+            b.extra["A"] = ops.cast(b.A, dtype)
+        C = b.extra["A"].T @ Yte_c
     cross = ops.to_numpy(b.extra["D"] @ (C * B)).astype(np.float64)
     del C
 

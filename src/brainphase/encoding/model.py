@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ridge import GroupedRidgeCV
-from .stats import block_bootstrap_mean_r, block_permutation_pvalues, constant_columns, fdr_bh
+from .stats import block_bootstrap_totals, block_permutation_pvalues, constant_columns, fdr_bh
 
 
 @dataclass
@@ -52,6 +52,7 @@ def fit_encoding(
     n_splits: int = 5,
     dtype: str = "float32",
     n_boot: int = 0,
+    voxel_chunk: int | None = None,
 ) -> EncodingResult:
     """Fit :class:`GroupedRidgeCV` on the training runs and score every voxel on the test set.
 
@@ -65,32 +66,58 @@ def fit_encoding(
     in TR-block bootstrap replicates of the test set (blocks of
     ``block_size`` TRs, draws fixed by ``seed``; see
     :func:`~brainphase.encoding.stats.block_bootstrap_mean_r`).
+
+    ``voxel_chunk``: voxels fitted and scored together (None: all at once).
+    The design is factorised once; every chunk goes through the same folds,
+    alphas, permutations and bootstrap draws, so the result does not depend
+    on the chunking beyond float rounding. Memory then grows with the chunk,
+    not with the subject (:func:`brainphase.encoding.memory.plan_encoding`).
     """
-    train_Y = np.asarray(train_Y)
-    test_Y = np.asarray(test_Y)
-    if train_Y.ndim != 2 or test_Y.ndim != 2 or train_Y.shape[1] != test_Y.shape[1]:
-        raise ValueError(f"train_Y {train_Y.shape} and test_Y {test_Y.shape} must be 2-D with the same voxels")
+    if np.ndim(train_Y) != 2 or np.ndim(test_Y) != 2 or np.shape(train_Y)[1] != np.shape(test_Y)[1]:
+        raise ValueError(f"train_Y {np.shape(train_Y)} and test_Y {np.shape(test_Y)} must be 2-D with the same "
+                         "voxels")
+    n_vox = train_Y.shape[1]
+    chunk = n_vox if not voxel_chunk else int(voxel_chunk)
+    n_chunks = -(-n_vox // max(chunk, 1))
+    folds = GroupedRidgeCV(alphas=alphas, n_splits=n_splits, backend=backend,
+                           dtype=dtype).factorise(train_X, train_groups, keep_bases=n_chunks > 1)
+    test_X = np.asarray(test_X, dtype=np.float64)
+    out = {k: np.full(n_vox, np.nan) for k in ("r", "p", "alpha")}
+    excluded = np.zeros(n_vox, dtype=bool)
+    total, count = np.zeros(int(n_boot)), np.zeros(int(n_boot))
+    for start in range(0, n_vox, chunk):
+        cols = slice(start, min(start + chunk, n_vox))
+        score = _fit_chunk(folds, test_X, train_Y[:, cols], test_Y[:, cols], n_perm, block_size, seed, n_boot)
+        for k in out:
+            out[k][cols] = score[k]
+        excluded[cols] = score["excluded"]
+        total += score["boot_total"]
+        count += score["boot_count"]
+    with np.errstate(invalid="ignore"):
+        boot = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    qvalues, significant = fdr_bh(out["p"], q)
+    return EncodingResult(r=out["r"], p=out["p"], q=qvalues, significant=significant, alpha=out["alpha"],
+                          excluded=excluded, boot_mean_r=boot)
+
+
+def _fit_chunk(folds, test_X, train_Y, test_Y, n_perm, block_size, seed, n_boot) -> dict:
+    """r, p, alpha and exclusions of one chunk of voxels, plus its bootstrap totals."""
     n_vox = train_Y.shape[1]
     excluded = constant_columns(train_Y) | constant_columns(test_Y)
-    r = np.full(n_vox, np.nan)
-    p = np.full(n_vox, np.nan)
-    alpha = np.full(n_vox, np.nan)
-    boot = np.full(int(n_boot), np.nan)
-
+    out = {k: np.full(n_vox, np.nan) for k in ("r", "p", "alpha")}
+    total, count = np.zeros(int(n_boot)), np.zeros(int(n_boot))
     keep = np.flatnonzero(~excluded)
     if keep.size:
-        model = GroupedRidgeCV(alphas=alphas, n_splits=n_splits, backend=backend, dtype=dtype)
-        model.fit(train_X, train_Y[:, keep], train_groups)
-        pred = model.predict(test_X)
-        r_k, p_k = block_permutation_pvalues(test_Y[:, keep], pred, n_perm=n_perm, block_size=block_size, seed=seed)
-        r[keep], p[keep], alpha[keep] = r_k, p_k, model.best_alphas_
+        _, best_alphas, coef, intercept = folds.fit_targets(np.asarray(train_Y[:, keep]))
+        pred = test_X @ coef.astype(np.float64) + intercept
+        del coef
+        y_test = np.asarray(test_Y[:, keep])
+        r_k, p_k = block_permutation_pvalues(y_test, pred, n_perm=n_perm, block_size=block_size, seed=seed)
+        out["r"][keep], out["p"][keep], out["alpha"][keep] = r_k, p_k, best_alphas
         unscorable = keep[np.isnan(r_k)]
         excluded[unscorable] = True
-        alpha[unscorable] = np.nan
+        out["alpha"][unscorable] = np.nan
         if n_boot:
-            boot = block_bootstrap_mean_r(test_Y[:, keep], pred, block_size, n_boot, seed=seed,
-                                          voxels=np.isfinite(r_k))
-
-    qvalues, significant = fdr_bh(p, q)
-    return EncodingResult(r=r, p=p, q=qvalues, significant=significant, alpha=alpha, excluded=excluded,
-                          boot_mean_r=boot)
+            total, count = block_bootstrap_totals(y_test, pred, block_size, n_boot, seed=seed,
+                                                  voxels=np.isfinite(r_k))
+    return {**out, "excluded": excluded, "boot_total": total, "boot_count": count}

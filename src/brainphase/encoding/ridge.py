@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from .backends import Backend
-from .factors import FACTORS, held_out_r2
+from .factors import FACTORS, Basis, held_out_r2
 
 # Targets processed together when n_targets_batch is None: about this many
 # elements of per-chunk temporaries (copies of Y and several rank x targets
@@ -123,53 +123,33 @@ class GroupedRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Y : array (n_samples,) or (n_samples, n_targets)
         groups : array (n_samples,), run/story label of each sample
         """
-        X = np.asarray(X, dtype=np.float64 if self.dtype == "float64" else None)
         Y = np.asarray(Y)
         ravel = Y.ndim == 1
         if ravel:
             Y = Y[:, None]
-        alphas = self._check(X, Y, groups)
-        splits = grouped_splits(groups, self.n_splits)
-        ops = Backend(self.backend)
-        dtype = self.dtype
-
-        # Centring once on the full data keeps float32 sums well conditioned;
-        # the per-fold means left over are small corrections.
-        x_offset, y_offset = X.mean(0, dtype=np.float64), Y.mean(0, dtype=np.float64)
-        if not (np.isfinite(x_offset).all() and np.isfinite(y_offset).all()):
-            raise ValueError("X and Y must be finite")
-        if not self.fit_intercept:
-            x_offset, y_offset = np.zeros_like(x_offset), np.zeros_like(y_offset)
-        Xb = ops.asarray(np.subtract(X, x_offset, dtype=dtype), dtype)
-        Yb = ops.asarray(np.subtract(Y, y_offset, dtype=dtype), dtype)
-
-        solver = self._solver(X.shape[1], min(len(tr) for tr, _ in splits))
-        factors = FACTORS[solver](ops, Xb, Yb, dtype, self.fit_intercept)
-        n_targets = Y.shape[1]
-        step = self.n_targets_batch or max(1, _CHUNK_ELEMENTS // (X.shape[0] + 5 * X.shape[1]))
-        chunks = [slice(t0, min(t0 + step, n_targets)) for t0 in range(0, n_targets, step)]
-        alphas_b = ops.asarray(alphas, "float64")
-
-        scores = self._cv_scores(ops, factors, splits, chunks, alphas_b, n_targets)
-        best = np.argmax(scores, axis=0)
-        coef, intercept = self._refit(ops, factors, chunks, alphas_b, best, x_offset, y_offset)
-
-        self.cv_scores_ = scores
-        self.best_alphas_ = alphas[best]
-        self.coef_ = coef
-        self.intercept_ = intercept.astype(dtype)
-        self.n_splits_ = len(splits)
-        self.n_features_in_ = X.shape[1]
-        self.solver_ = solver
+        folds = self.factorise(X, groups)
+        self.cv_scores_, self.best_alphas_, self.coef_, self.intercept_ = folds.fit_targets(Y)
+        self.n_splits_ = len(folds.splits)
+        self.n_features_in_ = folds.n_features
+        self.solver_ = folds.solver
         if ravel:
             self.coef_, self.intercept_ = self.coef_[:, 0], self.intercept_[0]
             self.best_alphas_, self.cv_scores_ = self.best_alphas_[0], self.cv_scores_[:, 0]
         return self
 
-    def _check(self, X: np.ndarray, Y: np.ndarray, groups) -> np.ndarray:
+    def factorise(self, X, groups, keep_bases: bool = False) -> RidgeFolds:
+        """The design's folds, factorised once for any number of target chunks (:class:`RidgeFolds`).
+
+        ``keep_bases`` keeps every fold's factors after first use, so that
+        later chunks of targets skip the eigendecompositions (memory: one
+        basis per fold, see :mod:`brainphase.encoding.memory`).
+        """
+        return RidgeFolds(self, X, groups, keep_bases)
+
+    def _check(self, X: np.ndarray, groups) -> np.ndarray:
         """Raise on inconsistent inputs or settings; the alphas as a float64 vector."""
-        if X.ndim != 2 or X.shape[0] != Y.shape[0] or len(groups) != X.shape[0]:
-            raise ValueError(f"inconsistent shapes X{X.shape}, Y{Y.shape}, groups({len(groups)})")
+        if X.ndim != 2 or len(groups) != X.shape[0]:
+            raise ValueError(f"inconsistent shapes X{X.shape}, groups({len(groups)})")
         if self.dtype not in ("float32", "float64"):
             raise ValueError("dtype must be 'float32' or 'float64'")
         alphas = np.asarray(self.alphas, dtype=np.float64).ravel()
@@ -186,39 +166,104 @@ class GroupedRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
             raise ValueError(f"solver must be 'auto', 'primal' or 'dual', got {self.solver!r}")
         return solver
 
-    def _cv_scores(self, ops, factors, splits, chunks, alphas_b, n_targets: int) -> np.ndarray:
-        """(n_alphas, n_targets) held-out R² averaged over folds; each fold is factorised once."""
-        scores = np.zeros((alphas_b.shape[0], n_targets))
-        for train, test in splits:
-            basis = factors.basis(ops.index(train), ops.index(test))
-            for cols in chunks:
-                B, _, Yte_c = factors.targets(basis, cols)
-                scores[:, cols] += held_out_r2(ops, basis, B, Yte_c, alphas_b, self.dtype, self.n_alphas_batch)
-            del basis
-        scores /= len(splits)
-        return scores
-
-    def _refit(self, ops, factors, chunks, alphas_b, best, x_offset, y_offset):
-        """Weights and intercepts on all samples, each target with its own alpha."""
-        dtype = self.dtype
-        full = factors.basis()
-        x_mean = x_offset + ops.to_numpy(full.x_mean)
-        n_features, n_targets = x_offset.shape[0], best.shape[0]
-        coef = np.empty((n_features, n_targets), dtype=dtype)
-        intercept = np.empty(n_targets)
-        for cols in chunks:
-            B, y_mean, _ = factors.targets(full, cols)
-            W = ops.zeros((n_features, B.shape[1]), dtype)
-            best_c = best[cols]
-            for i in np.unique(best_c):
-                t = ops.index(np.flatnonzero(best_c == i))
-                d = ops.cast(1.0 / (full.lam + alphas_b[i]), dtype)
-                W[:, t] = factors.lift(full, d[:, None] * B[:, t])
-            coef[:, cols] = ops.to_numpy(W)
-            intercept[cols] = y_offset[cols] + ops.to_numpy(y_mean) - x_mean @ coef[:, cols].astype(np.float64)
-        return coef, intercept
-
     def predict(self, X) -> np.ndarray:
         """Predictions ``X coef_ + intercept_``."""
         X = np.asarray(X, dtype=np.float64)
         return X @ self.coef_.astype(np.float64) + self.intercept_
+
+
+class RidgeFolds:
+    """One design's grouped-CV folds, factorised once and applied to chunks of targets.
+
+    Built by :meth:`GroupedRidgeCV.factorise`. Targets are independent of
+    each other, so fitting the voxels of a subject chunk by chunk through
+    one ``RidgeFolds`` gives the same alphas and weights as one fit of all
+    of them, with memory bounded by the chunk.
+    """
+
+    def __init__(self, model: GroupedRidgeCV, X, groups, keep_bases: bool = False):
+        self.dtype = dtype = model.dtype
+        X = np.asarray(X, dtype=np.float64 if dtype == "float64" else None)
+        self.alphas = model._check(X, groups)
+        self.splits = grouped_splits(groups, model.n_splits)
+        self.ops = ops = Backend(model.backend)
+        self.fit_intercept = model.fit_intercept
+        self.n_alphas_batch = model.n_alphas_batch
+        self.n_targets_batch = model.n_targets_batch
+        self.n_samples, self.n_features = X.shape
+        # Centring once on the full data keeps float32 sums well conditioned;
+        # the per-fold means left over are small corrections.
+        x_offset = X.mean(0, dtype=np.float64)
+        if not np.isfinite(x_offset).all():
+            raise ValueError("X and Y must be finite")
+        self.x_offset = x_offset if self.fit_intercept else np.zeros_like(x_offset)
+        self.solver = model._solver(X.shape[1], min(len(tr) for tr, _ in self.splits))
+        self.factors = FACTORS[self.solver](ops, ops.asarray(np.subtract(X, self.x_offset, dtype=dtype), dtype),
+                                            dtype, self.fit_intercept)
+        self.alphas_b = ops.asarray(self.alphas, "float64")
+        self._bases = {} if keep_bases else None
+
+    def basis(self, i: int | None) -> Basis:
+        """Fold ``i``'s factors (None: all samples), from the cache when kept."""
+        if self._bases is not None and i in self._bases:
+            return self._bases[i]
+        if i is None:
+            b = self.factors.basis()
+        else:
+            train, test = self.splits[i]
+            b = self.factors.basis(self.ops.index(train), self.ops.index(test))
+        if self._bases is not None:
+            self._bases[i] = b
+        return b
+
+    def fit_targets(self, Y: np.ndarray):
+        """``(cv_scores, best_alphas, coef, intercept)`` of the targets ``Y`` (n_samples x n_targets)."""
+        ops, dtype = self.ops, self.dtype
+        if Y.ndim != 2 or Y.shape[0] != self.n_samples:
+            raise ValueError(f"Y has shape {Y.shape}; expected ({self.n_samples}, n_targets)")
+        y_offset = Y.mean(0, dtype=np.float64)
+        if not np.isfinite(y_offset).all():
+            raise ValueError("X and Y must be finite")
+        if not self.fit_intercept:
+            y_offset = np.zeros_like(y_offset)
+        self.factors.set_targets(ops.asarray(np.subtract(Y, y_offset, dtype=dtype), dtype))
+        n_targets = Y.shape[1]
+        step = self.n_targets_batch or max(1, _CHUNK_ELEMENTS // (self.n_samples + 5 * self.n_features))
+        chunks = [slice(t0, min(t0 + step, n_targets)) for t0 in range(0, n_targets, step)]
+        scores = self._cv_scores(chunks, n_targets)
+        best = np.argmax(scores, axis=0)
+        coef, intercept = self._refit(chunks, best, y_offset)
+        self.factors.set_targets(None)
+        return scores, self.alphas[best], coef, intercept.astype(dtype)
+
+    def _cv_scores(self, chunks, n_targets: int) -> np.ndarray:
+        """(n_alphas, n_targets) held-out R² averaged over folds."""
+        scores = np.zeros((self.alphas.shape[0], n_targets))
+        for i in range(len(self.splits)):
+            basis = self.basis(i)
+            for cols in chunks:
+                B, _, Yte_c, C = self.factors.targets(basis, cols)
+                scores[:, cols] += held_out_r2(self.ops, basis, B, Yte_c, self.alphas_b, self.dtype,
+                                               self.n_alphas_batch, C)
+            del basis
+        scores /= len(self.splits)
+        return scores
+
+    def _refit(self, chunks, best, y_offset):
+        """Weights and intercepts on all samples, each target with its own alpha.
+
+        The per-target shrinkage ``1 / (lam + alpha_t)`` is gathered into one
+        (rank x targets) matrix, so the lift back to feature space is a
+        single matrix product per chunk.
+        """
+        ops, dtype, factors = self.ops, self.dtype, self.factors
+        full = self.basis(None)
+        x_mean = self.x_offset + ops.to_numpy(full.x_mean)
+        coef = np.empty((self.n_features, best.shape[0]), dtype=dtype)
+        intercept = np.empty(best.shape[0])
+        shrink = ops.cast(1.0 / (full.lam[:, None] + self.alphas_b[None, :]), dtype)  # (rank, n_alphas)
+        for cols in chunks:
+            B, y_mean, _, _ = factors.targets(full, cols)
+            coef[:, cols] = ops.to_numpy(factors.lift(full, shrink[:, ops.index(best[cols])] * B))
+            intercept[cols] = y_offset[cols] + ops.to_numpy(y_mean) - x_mean @ coef[:, cols].astype(np.float64)
+        return coef, intercept

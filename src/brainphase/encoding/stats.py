@@ -21,20 +21,30 @@ def _as_2d(a: np.ndarray) -> np.ndarray:
     return a[:, None] if a.ndim == 1 else a
 
 
-def constant_columns(Y: np.ndarray, tol: float = DEFAULT_CONSTANT_RTOL) -> np.ndarray:
+def constant_columns(Y: np.ndarray, tol: float = DEFAULT_CONSTANT_RTOL, block: int = 1024) -> np.ndarray:
     """Boolean mask of columns that are (numerically) constant.
 
     A column is constant when its std is at most ``tol * max(1, max|column|)``
     (relative for large values, absolute near zero), or when it holds a
-    non-finite value (it cannot be scored either).
+    non-finite value (it cannot be scored either). Columns are checked
+    ``block`` at a time, so the float64 temporaries stay small whatever the
+    number of voxels.
     """
-    Y = _as_2d(Y)
-    if Y.shape[0] == 0:
-        return np.ones(Y.shape[1], dtype=bool)
-    finite = np.isfinite(Y).all(axis=0)
-    safe = np.where(np.isfinite(Y), Y, 0.0)
-    scale = np.maximum(1.0, np.abs(safe).max(axis=0))
-    return ~finite | (safe.std(axis=0) <= tol * scale)
+    Y = np.asarray(Y)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    out = np.empty(Y.shape[1], dtype=bool)
+    for start in range(0, Y.shape[1], block):
+        cols = slice(start, start + block)
+        y = np.asarray(Y[:, cols], dtype=np.float64)
+        if y.shape[0] == 0:
+            out[cols] = True
+            continue
+        finite = np.isfinite(y).all(axis=0)
+        safe = np.where(np.isfinite(y), y, 0.0)
+        scale = np.maximum(1.0, np.abs(safe).max(axis=0))
+        out[cols] = ~finite | (safe.std(axis=0) <= tol * scale)
+    return out
 
 
 def _standardise(A: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
@@ -302,6 +312,19 @@ def block_bootstrap_mean_r(
     per-block sums (6 x blocks x chunk) are the largest array held. Voxels
     whose r is undefined in a replicate are left out of that replicate's mean.
     """
+    total, count = block_bootstrap_totals(y_true, y_pred, block_size, n_boot, seed, voxels, chunk)
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def block_bootstrap_totals(y_true, y_pred, block_size: int, n_boot: int, seed: int = 0,
+                           voxels: np.ndarray | None = None, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per replicate, the sum of the finite bootstrap r over voxels and their count: (n_boot,), (n_boot,).
+
+    The draws depend on (test length, ``block_size``, ``n_boot``, ``seed``)
+    only, so the totals of disjoint sets of voxels add up to those of their
+    union: a subject's voxels can be scored chunk by chunk.
+    """
     y_true, y_pred = _as_2d(y_true), _as_2d(y_pred)
     n_t, n_v = y_true.shape
     n_blocks = len(block_edges(n_t, block_size)) - 1
@@ -318,5 +341,4 @@ def block_bootstrap_mean_r(
         ok = np.isfinite(r)
         total += np.where(ok, r, 0.0).sum(axis=1)
         count += ok.sum(axis=1)
-    with np.errstate(invalid="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return total, count

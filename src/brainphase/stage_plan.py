@@ -1,0 +1,207 @@
+"""Per stage of a study: how many jobs, how long each takes and how much memory it peaks at.
+
+Printed by the dry run after the disk plan (:mod:`brainphase.planning`).
+Times are measured rates scaled by counted work: each ``benchmarks/*.py``
+records what it timed on a known shape (:mod:`brainphase.throughput`), and
+each stage's cost model below says how the work grows with the study's
+shapes. A stage without a recorded benchmark, or whose shapes are unknown
+before its inputs exist, prints "?" with the reason, never a guess. Peak
+memory comes from the same formula the job plans its chunks with, under the
+``mem_mb`` the profile gives its rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .encoding.memory import EncodingShape, fit_flops, plan_encoding
+from .planning import GB
+
+
+@dataclass(frozen=True)
+class SubjectShape:
+    train_samples: int
+    test_samples: int
+    channels: int
+    source: str
+    """Where the shape comes from: the loaded brain file, or the config's ``plan_shape`` estimate."""
+
+
+def subject_shape(brain_path, dataset: dict) -> SubjectShape | None:
+    """A subject's training/test samples and channels: its brain file's header, else ``plan_shape``, else None."""
+    from pathlib import Path
+
+    path = Path(brain_path)
+    if path.is_file():
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                train = test = channels = 0
+                for g in f["runs"].values():
+                    n, channels = g["data"].shape
+                    split = g.attrs.get("split", b"train")
+                    split = split.decode() if isinstance(split, bytes) else str(split)
+                    train, test = (train + n, test) if split == "train" else (train, test + n)
+            return SubjectShape(train, test, channels, str(path))
+        except (OSError, KeyError, ValueError):
+            return None
+    shape = dataset.get("plan_shape")
+    if shape:
+        return SubjectShape(shape["train_samples"], shape["test_samples"], shape["channels"],
+                            f"plan_shape of dataset {dataset['name']} (an estimate)")
+    return None
+
+
+def encoding_estimate(size, n_sites: int, enc: dict, shape: SubjectShape, budget_bytes: int | None,
+                      rate: dict | None) -> dict:
+    """Seconds and peak bytes of one encoding job (one checkpoint, one subject, every layer and site)."""
+    trim = 2 * enc["trim"]
+    s = EncodingShape(n_train=max(1, shape.train_samples - trim), n_test=max(1, shape.test_samples - trim),
+                      n_features=size.d_model * len(enc["delays"]), n_voxels=shape.channels,
+                      n_alphas=enc["alphas"]["num"], n_folds=enc["cv_splits"], n_perm=enc["n_perm"],
+                      d_model=size.d_model, brain_bytes=(shape.train_samples + shape.test_samples) * shape.channels * 4)
+    out = {"peak_bytes": None, "seconds": None, "note": f"shape from {shape.source}"}
+    try:
+        plan = plan_encoding(s, budget_bytes)
+        out["peak_bytes"] = plan.peak_bytes
+    except MemoryError as err:
+        out["note"] = str(err)
+        return out
+    if rate:
+        layers = n_sites * (size.n_layers + 1)
+        out["seconds"] = layers * fit_flops(s) / rate["flops_per_s"]
+    else:
+        out["note"] += "; no encoding benchmark recorded (run benchmarks/encoding.py)"
+    return out
+
+
+def scaled_seconds(record: dict | None, work: float, bench_work: float) -> float | None:
+    """A recorded time scaled by the ratio of work; None without a record."""
+    if not record or bench_work <= 0:
+        return None
+    return record["seconds"] * work / bench_work
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_stages(rows: list[dict], device: str, machine: str | None) -> str:
+    """Lines of the per-stage plan: jobs x time per job (= total), peak memory against the rule's budget."""
+    lines = [f"brainphase stages (time on {device}: {machine or 'no benchmark recorded'}; peak = resident memory):"]
+    width = max((len(r["stage"]) for r in rows), default=0)
+    for r in rows:
+        per = r.get("seconds")
+        total = per * r["jobs"] if per is not None else None
+        peak = r.get("peak_bytes")
+        budget = r.get("budget_bytes")
+        lines.append(
+            f"  {r['stage']:<{width}s} {r['jobs']:>5d} jobs x {_fmt_time(per):>7s} = {_fmt_time(total):>7s}; "
+            f"peak {'?' if peak is None else f'{peak / GB:.1f} GB'}"
+            + (f" of {budget / GB:.1f} GB" if budget else "") + (f"  [{r['note']}]" if r.get("note") else ""))
+    return "\n".join(lines)
+
+
+def stage_table(rows: list[dict]) -> pd.DataFrame:
+    """The rows as a table (for tests and reports)."""
+    return pd.DataFrame(rows, columns=["stage", "jobs", "seconds", "peak_bytes", "budget_bytes", "note"])
+
+
+def encoding_rows(config: dict, models: list[str], n_steps: dict, subjects: list[tuple[dict, str]], brain_path,
+                  budget_bytes: int | None, rates: dict) -> list[dict]:
+    """One row per model: its encoding jobs, the slowest job's time and the largest job's peak."""
+    from .planning import model_size
+
+    rows = []
+    n_sites = len(config["activations"]["sites"])
+    for name in models:
+        size = model_size(next(m for m in config["models"] if m["name"] == name))
+        row = {"stage": f"encoding {name}", "jobs": n_steps[name] * len(subjects), "budget_bytes": budget_bytes}
+        ests = []
+        for dataset, subject in subjects:
+            shape = subject_shape(brain_path(dataset["name"], subject), dataset)
+            if size is None or shape is None:
+                row["note"] = ("model size unknown" if size is None else
+                               f"shape of {dataset['name']}/{subject} unknown: load it or give plan_shape")
+                break
+            ests.append(encoding_estimate(size, n_sites, config["encoding"], shape, budget_bytes,
+                                          rates.get("encoding")))
+        else:
+            if ests:
+                secs = [e["seconds"] for e in ests]
+                peaks = [e["peak_bytes"] for e in ests]
+                row["seconds"] = None if None in secs else max(secs)
+                row["peak_bytes"] = None if None in peaks else max(peaks)
+                row["note"] = "; ".join(dict.fromkeys(e["note"] for e in ests))
+        rows.append(row)
+    return rows
+
+
+# Forward-pass tokens per stimulus unit of word/mean pooling (a word, or an
+# annotation text) in a BPE vocabulary; token pooling counts tokens directly.
+TOKENS_PER_UNIT = 1.5
+
+
+def activation_rows(config: dict, counts: dict, results, budget_bytes, rates: dict) -> list[dict]:
+    """Per model: caching jobs, time from the recorded tokens/s scaled by parameters, peak of the job."""
+    from . import study
+    from .planning import model_size, stimulus_units
+
+    rec = rates.get("activations")
+    rows = []
+    for name, jobs in counts.items():
+        m = next(m for m in config["models"] if m["name"] == name)
+        size = model_size(m)
+        sets = study.stimsets(config, name)
+        units = [stimulus_units(s, config, results, study.pooling_of(config, s)) for s in sets]
+        row = {"stage": f"activations {name}", "jobs": jobs, "budget_bytes": budget_bytes}
+        if size is None or None in units:
+            row["note"] = "model size unknown" if size is None else "stimulus units unknown until the sets are built"
+        elif not rec:
+            row["note"] = "no activations benchmark recorded (run benchmarks/activations.py)"
+        else:
+            tokens = [u if study.pooling_of(config, s) == "token" else u * TOKENS_PER_UNIT for s, u in zip(sets, units)]
+            # One job caches one stimulus set: the mean set stands for a job.
+            per_job = sum(tokens) / len(tokens)
+            row["seconds"] = per_job * size.params / (rec["tokens_per_s"] * rec["params"])
+            row["note"] = f"~{TOKENS_PER_UNIT} tokens per unit; CPU rate of a {rec.get('model', 'small model')}"
+        rows.append(row)
+    return rows
+
+
+def study_stages(config: dict, counts: dict, subjects, brain_path, budget_of, results) -> str:
+    """The per-stage lines of the dry-run plan (see :func:`format_stages`)."""
+    from .throughput import default_path, load
+
+    measured = load(default_path())
+    device = "cuda" if "cuda" in measured and config.get("device") in ("auto", "cuda") else "cpu"
+    rates = measured.get(device, {})
+    machine = next((e.get("machine") for e in rates.values() if isinstance(e, dict)), None)
+    n_steps = {name: jobs // max(1, len(subjects)) for name, jobs in counts.get("encoding", {}).items()}
+    rows = activation_rows(config, counts.get("activations", {}), results, budget_of("activations"), rates)
+    rows += encoding_rows(config, list(counts.get("encoding", {})), n_steps, subjects, brain_path,
+                          budget_of("encoding"), rates)
+    for stage in ("temporal", "sae", "sae_matching", "crosscoder"):
+        for key, jobs in counts.get(stage, {}).items():
+            if jobs:
+                rows.append({"stage": stage if key == "all" else f"{stage} {key}", "jobs": jobs,
+                             "budget_bytes": budget_of(stage), **other_stage(stage, key, config, rates)})
+    return format_stages(rows, device, machine)
+
+
+def other_stage(stage: str, model: str, config: dict, rates: dict) -> dict:
+    """Time and peak of the stages whose shapes the config gives before any data exist."""
+    rec = rates.get(stage)
+    if not rec:
+        return {"note": f"no {stage} benchmark recorded (run benchmarks/{stage.split('_')[-1]}.py)"}
+    return {"note": "see docs/cluster.md for this stage's cost model"}
