@@ -103,3 +103,24 @@ def test_layer_reader_reads_one_float16_layer(tmp_path):
         reader["resid.1"]
     with pytest.raises(KeyError, match="re-extract"):
         LayerReader(path, ["mlp.0"])
+
+
+def test_runs_left_on_disk_give_the_same_responses(tmp_path):
+    """The encoding job reads runs one at a time from the brain file; the z-scored responses are unchanged."""
+    from brainphase.contracts.brain import BrainRun, RunOnDisk, read_brain, write_brain
+    from brainphase.encoding.delays import prepare_responses
+
+    rng = np.random.default_rng(0)
+    runs = {f"r{i}": BrainRun(rng.standard_normal((50 + i, 7)) * (i + 1), "train") for i in range(3)}
+    path = tmp_path / "sub.h5"
+    write_brain(path, runs, 2.0, np.zeros((7, 3)))
+    eager, lazy = read_brain(path), read_brain(path, on_disk=True)
+    assert isinstance(lazy.runs["r1"].data, RunOnDisk) and len(lazy.runs["r1"].data) == 51
+    np.testing.assert_array_equal(lazy.tr_times("r2"), eager.tr_times("r2"))
+    np.testing.assert_array_equal(lazy.runs["r0"].data[3:5, 1:3], eager.runs["r0"].data[3:5, 1:3])
+    y_eager, idx_eager = prepare_responses([eager.runs[r].data for r in eager.runs], 2, dtype=np.float32)
+    y_lazy, idx_lazy = prepare_responses([lazy.runs[r].data for r in lazy.runs], 2, dtype=np.float32, block=3)
+    np.testing.assert_array_equal(y_lazy, y_eager)
+    np.testing.assert_array_equal(idx_lazy, idx_eager)
+    y64, _ = prepare_responses([eager.runs[r].data for r in eager.runs], 2)
+    np.testing.assert_array_equal(y_eager, y64.astype(np.float32))  # float64 z-scores, cast once

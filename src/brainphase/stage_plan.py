@@ -63,7 +63,9 @@ def encoding_estimate(size, n_sites: int, enc: dict, shape: SubjectShape, budget
     s = EncodingShape(n_train=max(1, shape.train_samples - trim), n_test=max(1, shape.test_samples - trim),
                       n_features=size.d_model * len(enc["delays"]), n_voxels=shape.channels,
                       n_alphas=enc["alphas"]["num"], n_folds=enc["cv_splits"], n_perm=enc["n_perm"],
-                      d_model=size.d_model, brain_bytes=(shape.train_samples + shape.test_samples) * shape.channels * 4)
+                      # The job reads its runs one at a time; it holds the test run's repeats
+                      # (ten for LeBel's UTS01-03) for the noise ceiling.
+                      d_model=size.d_model, brain_bytes=11 * shape.test_samples * shape.channels * 4)
     out = {"peak_bytes": None, "seconds": None, "note": f"shape from {shape.source}"}
     try:
         plan = plan_encoding(s, budget_bytes)

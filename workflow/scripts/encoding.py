@@ -14,7 +14,9 @@ wc = snakemake.wildcards
 settings = EncodingSettings.from_config(snakemake.params.encoding, seed=snakemake.params.seed,
                                         resample=snakemake.params.resample, n_boot=snakemake.params.n_boot)
 
-brain = read_brain(snakemake.input.brain)
+# Runs stay on disk until z-scored, one at a time: a subject's raw BOLD and its
+# float32 responses are never both in memory.
+brain = read_brain(snakemake.input.brain, on_disk=True)
 # One layer at a time, as stored (float16): the whole cache in float32 would
 # cost more than the ridge of one layer.
 acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(snakemake.input.stimuli),

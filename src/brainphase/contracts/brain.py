@@ -40,6 +40,31 @@ class BrainRun:
     split: str
     repeats: np.ndarray | None = None  # (R, T, V)
 
+class RunOnDisk:
+    """One run's (T, V) data left in the brain file: shape and length known, values read when indexed.
+
+    ``np.asarray(run)`` reads the whole run; ``run[rows, cols]`` reads that
+    block only. A job that z-scores runs one at a time (``prepare_responses``)
+    then never holds more than one raw run besides its output.
+    """
+
+    def __init__(self, path: Path, name: str, shape: tuple, dtype):
+        self.path, self.name, self.shape, self.dtype = path, name, tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        with h5py.File(self.path, "r") as f:
+            return f["runs"][self.name]["data"][index]
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[()]
+        return a if dtype is None else a.astype(dtype, copy=False)
+
+
 @dataclass
 class BrainData:
     """A subject's brain file as read: its runs, clock, channel positions and own unit timings."""
@@ -116,7 +141,11 @@ def read_coords(paths) -> dict[tuple[str, str], np.ndarray]:
     """Voxel coordinates per (dataset, subject) for maps."""
     return {dataset_subject(p): read_brain(p).coords for p in paths}
 
-def read_brain(path: str | Path) -> BrainData:
+def read_brain(path: str | Path, on_disk: bool = False) -> BrainData:
+    """The brain file at ``path``, checked; ``on_disk``: runs' data as :class:`RunOnDisk` (read when used).
+
+    Either way every run is checked for NaN or inf here, one run at a time.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: brain file missing; rerun the rule that writes it")
@@ -137,6 +166,8 @@ def read_brain(path: str | Path) -> BrainData:
             if not np.isfinite(data).all():
                 raise DataError(f"{path}: run {name} contains NaN or inf; mask or interpolate "
                                 "those samples in preprocessing")
+            if on_disk:
+                data = RunOnDisk(path, name, data.shape, data.dtype)
             reps = g["repeats"][()] if "repeats" in g else None
             if "split" not in g.attrs:
                 raise DataError(f"{path}: run {name} has no split attribute; set it to one of {list(SPLITS)} "

@@ -146,14 +146,15 @@ def prepare_responses(
     a time: the statistics are float64 as always, but no full-size float64
     copy of the responses is ever held (a subject's BOLD is the largest
     array of an encoding job). Each column's values are those of z-scoring
-    the whole run in float64 and casting.
+    the whole run in float64 and casting. Runs may be left on disk
+    (``contracts.brain.RunOnDisk``): each is read when its turn comes.
 
     Returns
     -------
     Y : array (n_kept_samples, n_voxels)
     run_index : int array (n_kept_samples,)
     """
-    runs = [np.asarray(r) if np.ndim(r) == 2 else np.asarray(r)[:, None] for r in responses_per_run]
+    runs = [r if getattr(r, "ndim", np.ndim(r)) == 2 else np.asarray(r)[:, None] for r in responses_per_run]
     if not runs:
         raise ValueError("no runs")
     n_trim = int(trim)
@@ -166,6 +167,7 @@ def prepare_responses(
     out = np.empty((sum(lengths), runs[0].shape[1]), dtype=dtype)
     row = 0
     for i, (r, n) in enumerate(zip(runs, lengths)):
+        r = np.asarray(r)  # a run left on disk is read here, one run at a time
         for c0 in range(0, r.shape[1], block):
             out[row: row + n, c0: c0 + block] = _zscore_run(r[:, c0: c0 + block], i, len(runs), c0)[n_trim: n_trim + n]
         row += n

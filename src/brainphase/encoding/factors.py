@@ -23,6 +23,8 @@ _PREDICTION_BLOCK_ELEMENTS = 2**22
 # Rows of the triangular factor per product: small enough to skip most of
 # its zero half, large enough for an efficient GEMM.
 _TRIANGLE_BLOCK_ROWS = 64
+# Values of the scaled triangles built at once (a batch of alphas): ~256 MB in float32.
+_TRIANGLE_ELEMENTS = 2**26
 
 
 @dataclass
@@ -206,9 +208,8 @@ def held_out_r2(ops: Backend, b: Basis, B, Yte_c, alphas, dtype: str,
     constant = ss_tot <= 10 * np.finfo(dtype).eps * yy
 
     if "D" not in b.extra:  # per fold, shared by all chunks of targets
-        D = 1.0 / (b.lam[None, :] + alphas[:, None])  # (n_alphas, rank)
-        b.extra["D"] = ops.cast(D, dtype)
-        b.extra["blocks"] = _triangle_blocks(ops, b.R, D, dtype, n_alphas_batch)
+        b.extra["D64"] = 1.0 / (b.lam[None, :] + alphas[:, None])  # (n_alphas, rank)
+        b.extra["D"] = ops.cast(b.extra["D64"], dtype)
     if C is None:  # ``A^T Yte_c``, unless the factors had it already
         if "A" not in b.extra:
             b.extra["A"] = ops.cast(b.A, dtype)
@@ -216,36 +217,41 @@ def held_out_r2(ops: Backend, b: Basis, B, Yte_c, alphas, dtype: str,
     cross = ops.to_numpy(b.extra["D"] @ (C * B)).astype(np.float64)
     del C
 
-    blocks = b.extra["blocks"]
-    max_rows = max(RD.shape[0] for _, _, RD, _ in blocks)
-    n_tb = max(1, min(n_targets, _PREDICTION_BLOCK_ELEMENTS // max_rows))
-    buf = ops.empty(max_rows * n_tb, dtype)
     ss_hat = np.zeros((n_alphas, n_targets))
-    for t0 in range(0, n_targets, n_tb):
-        n_t = min(n_tb, n_targets - t0)
-        t_sl = slice(t0, t0 + n_t)
-        for a0, i0, RD, n_a in blocks:
-            rows = RD.shape[0]
-            P = ops.matmul(RD, B[i0:, t_sl], out=buf[: rows * n_t].reshape(rows, n_t))
-            ss_hat[a0 : a0 + n_a, t_sl] += ops.to_numpy(ops.sum_squares(P.reshape(n_a, -1, n_t)))
+    # The scaled triangle of a batch of alphas is built per call and dropped:
+    # n_alphas x rank^2 / 2 values would be the largest array of a wide
+    # design, and building them costs a fraction 1 / n_targets of using them.
+    r = b.R.shape[0]
+    n_ab = n_alphas_batch or max(1, min(n_alphas, _TRIANGLE_ELEMENTS // max(1, r * b.R.shape[1] // 2)))
+    for a0 in range(0, n_alphas, n_ab):
+        blocks = _triangle_blocks(ops, b.R, b.extra["D64"][a0: a0 + n_ab], dtype)
+        max_rows = max(RD.shape[0] for _, RD, _ in blocks)
+        n_tb = max(1, min(n_targets, _PREDICTION_BLOCK_ELEMENTS // max_rows))
+        buf = ops.empty(max_rows * n_tb, dtype)
+        for t0 in range(0, n_targets, n_tb):
+            n_t = min(n_tb, n_targets - t0)
+            t_sl = slice(t0, t0 + n_t)
+            for i0, RD, n_a in blocks:
+                rows = RD.shape[0]
+                P = ops.matmul(RD, B[i0:, t_sl], out=buf[: rows * n_t].reshape(rows, n_t))
+                ss_hat[a0: a0 + n_a, t_sl] += ops.to_numpy(ops.sum_squares(P.reshape(n_a, -1, n_t)))
+        del blocks, buf
     scores = 1.0 - (yy[None, :] - 2 * cross + ss_hat) / np.where(constant, 1.0, ss_tot)
     scores[:, constant] = 0.0  # R² undefined there: no alpha is preferred
     return scores
 
 
-def _triangle_blocks(ops: Backend, R, D, dtype: str, n_alphas_batch: int | None):
-    """Row blocks of ``R diag(d_a)`` for all alphas, without their zero part.
+def _triangle_blocks(ops: Backend, R, D, dtype: str):
+    """Row blocks of ``R diag(d_a)`` for the alphas of ``D`` (n_alphas x rank), without their zero part.
 
     Row block [i0, i1) of an upper-trapezoidal R is zero left of column
-    i0; alphas are stacked along rows so one GEMM serves a batch of them.
+    i0; alphas are stacked along rows so one GEMM serves all of them.
+    Returns ``(i0, block, n_alphas)`` triples.
     """
     r, k = R.shape
-    n_alphas = D.shape[0]
-    n_ab = min(n_alphas_batch or n_alphas, n_alphas)
     bs = min(r, _TRIANGLE_BLOCK_ROWS)
     blocks = []
-    for a0 in range(0, n_alphas, n_ab):
-        for i0 in range(0, r, bs):
-            RD = R[None, i0 : i0 + bs, i0:] * D[a0 : a0 + n_ab, None, i0:]
-            blocks.append((a0, i0, ops.cast(RD.reshape(-1, k - i0), dtype), RD.shape[0]))
+    for i0 in range(0, r, bs):
+        RD = R[None, i0: i0 + bs, i0:] * D[:, None, i0:]
+        blocks.append((i0, ops.cast(RD.reshape(-1, k - i0), dtype), RD.shape[0]))
     return blocks

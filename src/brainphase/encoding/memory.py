@@ -69,7 +69,7 @@ def basis_bytes(s: EncodingShape) -> int:
     r, f = _rank(s), s.n_features
     n_te = -(-s.n_train // s.n_folds)
     dual = f > s.n_train
-    square = r * r * (8 + 4 + 8) + s.n_alphas * r * r * 2
+    square = r * r * (8 + 4 + 8) + min(s.n_alphas * r * r * 2, 2**26 * 4 * 2)  # scaled triangles: one batch
     rows = n_te * r * (8 + 8 + 4 + 4) + (0 if dual else n_te * f * (8 + 4))
     return square + rows
 

@@ -36,7 +36,12 @@ def ceiling_per_voxel(brain, test_runs: list[str], trim: int) -> np.ndarray | No
 
 def job_shape(a: np.ndarray, brain, y_train: np.ndarray, y_test: np.ndarray, s: EncodingSettings) -> EncodingShape:
     """The sizes of this job for its memory plan (one layer of ``a`` at a time)."""
-    held = sum(r.data.nbytes + (r.repeats.nbytes if r.repeats is not None else 0) for r in brain.runs.values())
+    # Runs read into memory count whole; runs left on disk one at a time (the
+    # largest), as prepare_responses reads them.
+    runs = brain.runs.values()
+    held = sum((r.data.nbytes if isinstance(r.data, np.ndarray) else 0)
+               + (r.repeats.nbytes if r.repeats is not None else 0) for r in runs)
+    held += max((r.data.nbytes for r in runs if not isinstance(r.data, np.ndarray)), default=0)
     return EncodingShape(n_train=y_train.shape[0], n_test=y_test.shape[0], n_features=a.shape[1] * len(s.delays),
                          n_voxels=y_train.shape[1], n_alphas=len(s.alphas), n_folds=s.cv_splits, n_perm=s.n_perm,
                          n_units=a.shape[0], d_model=a.shape[1], brain_bytes=held)
