@@ -193,17 +193,97 @@ def study_stages(config: dict, counts: dict, subjects, brain_path, budget_of, re
     rows = activation_rows(config, counts.get("activations", {}), results, budget_of("activations"), rates)
     rows += encoding_rows(config, list(counts.get("encoding", {})), n_steps, subjects, brain_path,
                           budget_of("encoding"), rates)
-    for stage in ("temporal", "sae", "sae_matching", "crosscoder"):
-        for key, jobs in counts.get(stage, {}).items():
-            if jobs:
-                rows.append({"stage": stage if key == "all" else f"{stage} {key}", "jobs": jobs,
-                             "budget_bytes": budget_of(stage), **other_stage(stage, key, config, rates)})
+    rows += temporal_rows(counts.get("temporal", {}).get("all", 0), budget_of("temporal"), rates)
+    rows += sparse_coding_rows(config, counts, subjects, brain_path, budget_of, results, rates)
     return format_stages(rows, device, machine)
 
 
-def other_stage(stage: str, model: str, config: dict, rates: dict) -> dict:
-    """Time and peak of the stages whose shapes the config gives before any data exist."""
-    rec = rates.get(stage)
-    if not rec:
-        return {"note": f"no {stage} benchmark recorded (run benchmarks/{stage.split('_')[-1]}.py)"}
-    return {"note": "see docs/cluster.md for this stage's cost model"}
+def temporal_rows(jobs: int, budget_bytes, rates: dict) -> list[dict]:
+    """The lag x layer fits: MEG shapes (words, sensors) are known only once the epochs are built."""
+    if not jobs:
+        return []
+    rec = rates.get("temporal")
+    note = ("per-job shapes (words x sensors) unknown until the MEG epochs exist; benchmark: "
+            f"{rec['seconds']:.0f} s for {rec['n_words']} words x {rec['n_channels']} sensors x {rec['n_lags']} lags "
+            f"x {rec['n_layers']} layers" if rec else "no temporal benchmark recorded (run benchmarks/temporal.py)")
+    return [{"stage": "temporal", "jobs": jobs, "budget_bytes": budget_bytes, "note": note}]
+
+
+def sparse_coding_rows(config: dict, counts: dict, subjects, brain_path, budget_of, results, rates: dict) -> list[dict]:
+    """SAE training, SAE matching and the crosscoder: times from their benchmarks, peaks from their formulas."""
+    from . import study
+    from .planning import model_size, stimulus_units
+
+    rows = []
+    sae = config["sae"]
+    for name, jobs in counts.get("sae", {}).items():
+        size = model_size(next(m for m in config["models"] if m["name"] == name))
+        row = {"stage": f"sae {name}", "jobs": jobs, "budget_bytes": budget_of("sae")}
+        if size is None:
+            rows.append({**row, "note": "model size unknown"})
+            continue
+        n_latents = size.d_model * sae["expansion"]
+        tokens = stimulus_units("sae_corpus", config, results, "token")
+        from .sae.train import sae_peak_bytes
+
+        row["peak_bytes"] = sae_peak_bytes(size.d_model, n_latents, sae["batch_size"],
+                                           int(0.1 * (tokens or 0)), sae["k"], sae["k_aux"])
+        rec = rates.get("sae")
+        if rec and tokens:
+            # A step's work grows with the dictionary: width x latents.
+            rate = rec["tokens_per_s"] * (rec["d_in"] * rec["n_latents"]) / (size.d_model * n_latents)
+            row["seconds"] = tokens * sae["epochs"] / rate
+        row["note"] = ("corpus tokens unknown until the SAE corpus is built" if not tokens else
+                       "no sae benchmark recorded (run benchmarks/sae.py)" if not rec else
+                       f"{n_latents} latents, {tokens:,} tokens x {sae['epochs']} epochs")
+        rows.append(row)
+    rows += matching_rows(config, counts, budget_of("sae_matching"), rates)
+    rows += crosscoder_rows(config, counts.get("crosscoder", {}), subjects, brain_path, budget_of("crosscoder"))
+    return rows
+
+
+def matching_rows(config: dict, counts: dict, budget_bytes, rates: dict) -> list[dict]:
+    from . import study
+    from .planning import model_size
+
+    jobs = counts.get("sae_matching", {}).get("all", 0)
+    names = list(counts.get("sae", {}))
+    if not jobs or not names:
+        return []
+    sizes = [model_size(next(m for m in config["models"] if m["name"] == n)) for n in names]
+    row = {"stage": "sae_matching", "jobs": jobs, "budget_bytes": budget_bytes}
+    if None in sizes:
+        return [{**row, "note": "model size unknown"}]
+    from .sae.matching import matching_peak_bytes
+
+    shapes = [(s.d_model * config["sae"]["expansion"], s.d_model) for s in sizes]
+    # Consecutive checkpoints plus the seed baseline: one comparison per SAE but the first of each model.
+    pairs = [(n, d) for name, (n, d) in zip(names, shapes) for _ in range(len(study.sae_runs(config, name)) - 1)]
+    row["peak_bytes"] = max(matching_peak_bytes(n, n, d, budget_bytes) for n, d in shapes)
+    rec = rates.get("sae_matching")
+    if rec:
+        row["seconds"] = sum(rec["seconds"] * (n * n * d) / (rec["n_latents"] ** 2 * rec["d"]) for n, d in pairs)
+    row["note"] = (f"{len(pairs)} comparisons of {max(n for n, _ in shapes):,} latents" if rec else
+                   "no sae_matching benchmark recorded (run benchmarks/matching.py)")
+    return [row]
+
+
+def crosscoder_rows(config: dict, counts: dict, subjects, brain_path, budget_bytes) -> list[dict]:
+    from .crosscoder.memory import crosscoder_peak_bytes
+    from .planning import model_size
+
+    cc = config["crosscoder"]
+    rows = []
+    for name, jobs in counts.items():
+        size = model_size(next(m for m in config["models"] if m["name"] == name))
+        shapes = [subject_shape(brain_path(d["name"], sub), d) for d, sub in subjects]
+        row = {"stage": f"crosscoder {name}", "jobs": jobs, "budget_bytes": budget_bytes,
+               "note": "time not benchmarked (minutes per job on the demo)"}
+        if size is None or None in shapes:
+            row["note"] = "model size unknown" if size is None else "subject shapes unknown: load them or give plan_shape"
+        else:
+            row["peak_bytes"] = max(crosscoder_peak_bytes(sh.train_samples + sh.test_samples, sh.channels,
+                                                          size.d_model, cc["d_latent"], cc["batch_size"],
+                                                          budget_bytes) for sh in shapes)
+        rows.append(row)
+    return rows

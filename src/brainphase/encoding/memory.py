@@ -120,8 +120,8 @@ def plan_encoding(s: EncodingShape, budget_bytes: int | None) -> EncodingPlan:
     raise MemoryError(
         f"an encoding job of {s.n_voxels} voxels x {s.n_features} features ({s.n_train} training TRs) needs at "
         f"least {need / 1e9:.1f} GB ({fixed_bytes(s, False) / 1e9:.1f} GB before its first voxel), more than its "
-        f"budget of {budget_bytes / 1e9:.1f} GB: raise mem_mb of rule encoding (profiles/default/config.yaml, or "
-        f"`--set-resources encoding:mem_mb=<MB>`)")
+        f"budget of {budget_bytes / 1e9:.1f} GB: raise mem_mb of rule encoding in "
+        f"profiles/default/config.yaml")
 
 
 def fit_flops(s: EncodingShape, block_size: int = 10) -> float:
