@@ -181,11 +181,15 @@ def activation_rows(config: dict, counts: dict, results, budget_bytes, rates: di
     return rows
 
 
-def study_stages(config: dict, counts: dict, subjects, brain_path, budget_of, results) -> str:
-    """The per-stage lines of the dry-run plan (see :func:`format_stages`)."""
+def study_stages(config: dict, counts: dict, subjects, brain_path, budget_of, results,
+                 measured: dict | None = None) -> str:
+    """The per-stage lines of the dry-run plan (see :func:`format_stages`).
+
+    ``measured``: the benchmarks' records (default: ``benchmarks/throughput.json``).
+    """
     from .throughput import default_path, load
 
-    measured = load(default_path())
+    measured = load(default_path()) if measured is None else measured
     device = "cuda" if "cuda" in measured and config.get("device") in ("auto", "cuda") else "cpu"
     rates = measured.get(device, {})
     machine = next((e.get("machine") for e in rates.values() if isinstance(e, dict)), None)

@@ -1,0 +1,49 @@
+"""The dry-run plan per stage: measured rates times counted work, peaks from the jobs' own formulas."""
+
+import numpy as np
+import pytest
+
+from brainphase.contracts.brain import BrainRun, write_brain
+from brainphase.encoding.memory import EncodingShape, fit_flops, plan_encoding
+from brainphase.planning import ModelSize
+from brainphase.stage_plan import SubjectShape, encoding_estimate, format_stages, subject_shape
+
+ENC = {"trim": 0, "delays": [1, 2, 3, 4], "alphas": {"start": 1, "stop": 4, "num": 10}, "cv_splits": 5,
+       "n_perm": 1000}
+
+
+def test_subject_shape_from_the_brain_file_else_the_estimate(tmp_path):
+    runs = {"a": BrainRun(np.zeros((30, 5)), "train"), "b": BrainRun(np.ones((20, 5)), "train"),
+            "t": BrainRun(np.ones((12, 5)), "test")}
+    path = tmp_path / "s.h5"
+    write_brain(path, runs, 2.0, np.zeros((5, 3)))
+    entry = {"name": "d", "plan_shape": {"train_samples": 9, "test_samples": 8, "channels": 7}}
+    shape = subject_shape(path, entry)
+    assert (shape.train_samples, shape.test_samples, shape.channels) == (50, 12, 5)
+    guess = subject_shape(tmp_path / "absent.h5", entry)
+    assert (guess.train_samples, guess.test_samples, guess.channels) == (9, 8, 7) and "estimate" in guess.source
+    assert subject_shape(tmp_path / "absent.h5", {"name": "d"}) is None
+
+
+def test_encoding_estimate_scales_the_measured_rate():
+    size = ModelSize(400_000_000, 24, 1024, 2)
+    shape = SubjectShape(12_000, 600, 20_000, "test")
+    rate = {"flops_per_s": 5e10}
+    est = encoding_estimate(size, 1, ENC, shape, int(32e9), rate)
+    s = EncodingShape(n_train=12_000, n_test=600, n_features=4096, n_voxels=20_000, n_alphas=10, n_folds=5,
+                      n_perm=1000, d_model=1024, brain_bytes=11 * 600 * 20_000 * 4)
+    assert est["seconds"] == pytest.approx(25 * fit_flops(s) / 5e10)  # 24 blocks + the embeddings
+    assert est["peak_bytes"] == plan_encoding(s, int(32e9)).peak_bytes <= 32e9
+    small = encoding_estimate(size, 1, ENC, shape, int(1e9), rate)
+    assert small["peak_bytes"] is None and "raise mem_mb" in small["note"]
+    assert encoding_estimate(size, 1, ENC, shape, None, None)["seconds"] is None
+
+
+def test_format_stages_marks_unknowns():
+    text = format_stages([
+        {"stage": "encoding m", "jobs": 10, "seconds": 7200.0, "peak_bytes": 2e9, "budget_bytes": 4e9, "note": ""},
+        {"stage": "sae m", "jobs": 3, "seconds": None, "peak_bytes": None, "budget_bytes": None, "note": "why"},
+    ], "cpu", "a machine")
+    assert "10 jobs x   2.0 h =  20.0 h; peak 2.0 GB of 4.0 GB" in text
+    assert "3 jobs x       ? =       ?; peak ?  [why]" in text
+    assert "a machine" in text.splitlines()[0]
