@@ -258,12 +258,13 @@ def matching_rows(config: dict, counts: dict, budget_bytes, rates: dict) -> list
     row = {"stage": "sae_matching", "jobs": jobs, "budget_bytes": budget_bytes}
     if None in sizes:
         return [{**row, "note": "model size unknown"}]
-    from .sae.matching import matching_peak_bytes
+    from .sae.matching import JOB_OVERHEAD_BYTES, matching_peak_bytes
 
     shapes = [(s.d_model * config["sae"]["expansion"], s.d_model) for s in sizes]
     # Consecutive checkpoints plus the seed baseline: one comparison per SAE but the first of each model.
     pairs = [(n, d) for name, (n, d) in zip(names, shapes) for _ in range(len(study.sae_runs(config, name)) - 1)]
-    row["peak_bytes"] = max(matching_peak_bytes(n, n, d, budget_bytes) for n, d in shapes)
+    room = None if budget_bytes is None else budget_bytes - JOB_OVERHEAD_BYTES  # as the job computes it
+    row["peak_bytes"] = JOB_OVERHEAD_BYTES + max(matching_peak_bytes(n, n, d, room) for n, d in shapes)
     rec = rates.get("sae_matching")
     if rec:
         row["seconds"] = sum(rec["seconds"] * (n * n * d) / (rec["n_latents"] ** 2 * rec["d"]) for n, d in pairs)
