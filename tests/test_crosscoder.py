@@ -347,3 +347,133 @@ def test_bad_inputs_are_refused():
         train_crosscoder(x_brain, x_lm, split["train"], np.array([], dtype=int), planted_config(epochs=1))
     with pytest.raises(ValueError):
         BrainLMCrosscoder(4, 3, 8, k=9)
+
+
+# --- the job within a memory budget: responses held once, streamed from disk when memory runs short ----------
+
+def test_streamed_scores_equal_reconstruction_r_bit_for_bit(monkeypatch):
+    from brainphase.crosscoder import scores
+
+    monkeypatch.setattr(scores, "BLOCK_BYTES", 3 * 8 * N_BRAIN)  # blocks of 3 rows: the sums run across blocks
+    x_brain, x_lm, split = small_problem(300)
+    model = BrainLMCrosscoder(N_BRAIN, N_LM, 32, 4, seed=0)
+    with torch.no_grad():
+        model.W_brain.mul_(500), model.W_lm.mul_(500)
+    rows = split["test"]
+    ev = evaluate_crosscoder(model, x_brain, x_lm, rows, batch_size=len(rows))
+    with torch.no_grad():
+        hb, hl, _, _ = model(torch.from_numpy(x_brain[rows]), torch.from_numpy(x_lm[rows]))
+    np.testing.assert_array_equal(ev["r_brain_columns"], reconstruction_r(x_brain[rows], hb.numpy()))
+    np.testing.assert_array_equal(ev["r_lm_columns"], reconstruction_r(x_lm[rows], hl.numpy()))
+
+
+def write_subject(directory, n_trs, n_voxels, d_lm, n_runs=10, tr=2.0, seed=0):
+    """A synthetic subject as the job reads it: brain file, stimulus table, one layer's word activations."""
+    import pandas as pd
+
+    from brainphase.contracts.brain import BrainRun, write_brain
+
+    rng = np.random.default_rng(seed)
+    per, rows, runs = n_trs // n_runs, [], {}
+    for i in range(n_runs):
+        name = f"test{i:02d}" if i >= n_runs - 2 else f"story{i:02d}"
+        onsets = np.arange(0, per * tr - 4, 1.0)
+        rows.append(pd.DataFrame({"unit_id": [f"{name}_{j}" for j in range(len(onsets))], "run": name,
+                                  "text": [f"w{j}" for j in range(len(onsets))], "lang": "en", "onset": onsets,
+                                  "offset": onsets + 0.3, "word_index": np.arange(len(onsets))}))
+        data = rng.standard_normal((per, n_voxels), dtype=np.float32)
+        data[:, : n_voxels // 4] += np.linspace(0, 3, per, dtype=np.float32)[:, None]  # a drift z-scoring removes
+        runs[name] = BrainRun(data, "test" if name.startswith("test") else "train", None)
+    write_brain(directory / "brain.h5", runs, tr, np.zeros((n_voxels, 2)))
+    stim = pd.concat(rows, ignore_index=True)
+    stim.to_parquet(directory / "stim.parquet")
+    np.save(directory / "acts.npy", rng.standard_normal((len(stim), d_lm), dtype=np.float32))
+
+
+def job_config(**kw):
+    return {"delays_s": [2, 4, 6, 8], "trim": 2, "val_fraction": 0.15, "d_latent": 16, "k": 4, "k_aux": 8,
+            "aux_coef": 0.03125, "lr": 1e-3, "batch_size": 64, "epochs": 3, "patience": 20, "seed": 0,
+            "thresholds": {"brain": 0.5, "lm": -0.5, "shared": 0.2}, "n_show": 2, **kw}
+
+
+def test_streamed_and_in_memory_jobs_fit_the_same_weights(tmp_path):
+    import pandas as pd
+
+    from brainphase.crosscoder.memory import crosscoder_peak_bytes
+    from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
+    from brainphase.crosscoder.store import open_brain
+
+    write_subject(tmp_path, 400, 50, 12)
+    stim, cfg = pd.read_parquet(tmp_path / "stim.parquet"), job_config()
+    spill = tmp_path / "tmp"
+    spill.mkdir()
+    # Budget one byte short of holding the responses in memory: the job must stream them.
+    budget = crosscoder_peak_bytes(400 - 10 * 4, 50, 12, 16, 64) - 1
+    with open_brain(tmp_path / "brain.h5") as brain:
+        results = [run_checkpoint_crosscoder(np.load(tmp_path / "acts.npy"), stim, brain, cfg, budget_bytes=b,
+                                             tmpdir=str(spill)) for b in (None, budget)]
+    for fit in ("real", "shuffled"):
+        for name in ("W_brain", "W_lm", "b_enc"):
+            a, b = (getattr(r.models[fit], name) for r in results)
+            assert torch.equal(a, b), f"{fit} {name} differs between in-memory and streamed responses"
+    assert results[0].metrics == results[1].metrics
+    pd.testing.assert_frame_equal(results[0].latents, results[1].latents)
+    assert not list(spill.iterdir()), "the streamed response file was left behind"
+
+
+# Peak RSS is read as VmHWM, this process's own high-water mark: ru_maxrss survives fork and exec on
+# Linux, so a child of a large pytest process would report the parent's peak and hide its own.
+JOB = r"""
+import json, sys
+import numpy as np, pandas as pd, torch
+torch.set_num_threads(1)
+from brainphase.crosscoder.memory import BASE_BYTES, crosscoder_peak_bytes, streams_responses
+from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
+from brainphase.crosscoder.store import open_brain
+
+def high_water_mark():
+    status = open("/proc/self/status").read()
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024
+
+directory, cfg, budget = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+(torch.randn(64, 64) @ torch.randn(64, 64)).sum()  # BLAS and thread pools up before the baseline
+baseline = high_water_mark()
+stim = pd.read_parquet(directory + "/stim.parquet")
+acts = np.load(directory + "/acts.npy")
+with open_brain(directory + "/brain.h5") as brain:
+    shape = (sum(r.data.shape[0] - 2 * cfg["trim"] for r in brain.runs.values()), brain.coords.shape[0],
+             acts.shape[1], cfg["d_latent"], cfg["batch_size"])
+    n_units = len(acts)
+    run_checkpoint_crosscoder(acts, stim, brain, cfg, budget_bytes=budget, tmpdir=directory)
+    del acts
+peak = high_water_mark()
+print(json.dumps({"used": peak - baseline, "streamed": streams_responses(*shape, budget, n_units),
+                  "predicted": crosscoder_peak_bytes(*shape, budget, n_units) - BASE_BYTES}))
+"""
+
+
+@pytest.mark.parametrize("n_trs, n_voxels, above_base_mib", [(3000, 30_000, 600), (1500, 20_000, None)])
+def test_a_job_stays_within_its_memory_budget(tmp_path, n_trs, n_voxels, above_base_mib):
+    """Peak RSS of a whole job (inputs, both fits, scoring) above the interpreter's, measured in a subprocess.
+
+    3000 TRs x 30k voxels are 343 MiB of float32 responses: with 600 MiB above the
+    interpreter the job must stream them from disk and stay under; without a
+    budget it holds them in memory, and in both cases within crosscoder_peak_bytes.
+    """
+    import subprocess
+    import sys
+
+    from brainphase.crosscoder.memory import BASE_BYTES
+
+    write_subject(tmp_path, n_trs, n_voxels, 64)
+    cfg = job_config(d_latent=64, k=16, k_aux=32, batch_size=128, epochs=2)
+    budget = None if above_base_mib is None else BASE_BYTES + above_base_mib * 2**20
+    proc = subprocess.run([sys.executable, "-c", JOB, str(tmp_path), json.dumps(cfg), json.dumps(budget)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["streamed"] == (budget is not None)
+    assert out["used"] <= out["predicted"], f"used {out['used'] / 2**20:.0f} MiB, formula {out['predicted'] / 2**20:.0f}"
+    if budget is not None:
+        assert out["used"] <= above_base_mib * 2**20, f"used {out['used'] / 2**20:.0f} MiB of {above_base_mib}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acts.npy", "brain.h5", "stim.parquet"]

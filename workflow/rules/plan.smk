@@ -26,7 +26,7 @@ def rule_budget(rule):
         return None
     items = dict(res.unwrapped_items()) if hasattr(res, "unwrapped_items") else dict(res)
     mem_mb = items.get("mem_mb")
-    return int(mem_mb) * 1_000_000 if isinstance(mem_mb, (int, float)) else None
+    return int(mem_mb) * 2**20 if isinstance(mem_mb, (int, float)) else None
 
 
 def stage_plan():

@@ -24,7 +24,7 @@ acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(sn
 
 # TR-block bootstrap replicates of mean r per layer, for the standard errors of
 # the phase analysis: same seed and blocks at every checkpoint, so paired.
-voxels, boot = encode_layers(acts, stimuli, brain, settings, budget_bytes=snakemake.resources.mem_mb * 1_000_000)
+voxels, boot = encode_layers(acts, stimuli, brain, settings, budget_bytes=snakemake.resources.mem_mb * 2**20)
 for table in (voxels, boot):
     table.insert(0, "subject", wc.subject)
     table.insert(0, "dataset", wc.dataset)

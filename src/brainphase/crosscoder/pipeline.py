@@ -6,14 +6,18 @@ Arrays and tables in, results out; the workflow script does the file I/O.
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .data import crosscoder_inputs, top_windows
+from ..encoding.runs import runs_by_split
+from .data import brain_inputs, kept_trs, lm_inputs, top_windows
+from .memory import check_budget, streams_responses
 from .scores import class_fractions, evaluate_crosscoder, latent_activations, latent_classes, relative_decoder_norm
-from .train import CrosscoderTrainConfig, scale_to_unit_norm, time_shuffle, train_crosscoder
+from .store import RowStore, ShuffledRows
+from .train import CrosscoderTrainConfig, shuffled_index, train_crosscoder, unit_norm_scale
 
 logger = logging.getLogger(__name__)
 
@@ -44,20 +48,47 @@ def group_shares(w_brain: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
 
 
 def run_checkpoint_crosscoder(acts: np.ndarray, stimuli: pd.DataFrame, brain, cfg: dict, device: str = "cpu",
-                              voxel_groups: np.ndarray | None = None, resample: str = "lanczos") -> CheckpointCrosscoder:
-    """Fit the crosscoder and its time-shuffled control on one layer's unit activations and one subject."""
-    inp = crosscoder_inputs(acts, stimuli, brain, cfg["delays_s"], cfg["trim"], cfg["val_fraction"], cfg["seed"],
-                            resample)
-    train = inp.split["train"]
-    x_brain, _ = scale_to_unit_norm(inp.x_brain, train)
-    x_lm, _ = scale_to_unit_norm(inp.x_lm, train)
+                              voxel_groups: np.ndarray | None = None, resample: str = "lanczos",
+                              budget_bytes: int | None = None, tmpdir: str | None = None) -> CheckpointCrosscoder:
+    """Fit the crosscoder and its time-shuffled control on one layer's unit activations and one subject.
+
+    ``budget_bytes``: the job's memory. The brain responses are held once, in
+    memory when :func:`~brainphase.crosscoder.memory.crosscoder_peak_bytes` says
+    they fit, else in a file of ``tmpdir`` (deleted when the job ends); a budget
+    that even streaming exceeds is an error naming what to change. ``acts`` is
+    released once the LM side is built, if the caller keeps no reference to it.
+    """
+    train_runs, test_runs = runs_by_split(stimuli, brain)
+    runs = train_runs + test_runs
+    shape = (kept_trs(brain, runs, cfg["trim"]), brain.runs[runs[0]].data.shape[1], acts.shape[1], cfg["d_latent"],
+             cfg["batch_size"])
+    peak = check_budget(*shape, budget_bytes, n_units=len(acts))
+    directory = (tmpdir or tempfile.gettempdir()) if streams_responses(*shape, budget_bytes) else None
+    logger.info("crosscoder: %d TRs x %d voxels, responses %s; expected peak %.2f GiB of a %s budget", *shape[:2],
+                "in memory" if directory is None else f"streamed from a file in {directory}", peak / 2**30,
+                "no" if budget_bytes is None else f"{budget_bytes / 2**30:.2f} GiB")
+    x_lm = lm_inputs(acts, stimuli, brain, runs, cfg["delays_s"], cfg["trim"], resample)
+    del acts
+    with RowStore(shape[0], shape[1], directory) as store:
+        inp = brain_inputs(x_lm, brain, train_runs, test_runs, cfg["trim"], cfg["val_fraction"], cfg["seed"], store)
+        train = inp.split["train"]
+        store.set_scale(unit_norm_scale(store, train))
+        np.multiply(x_lm, np.float32(unit_norm_scale(x_lm, train)), out=x_lm)
+        models, latents, metrics = _fit_both(store, x_lm, inp.split, cfg, device, voxel_groups)
+        windows, weights = _interpretation(models["real"], latents, store, x_lm, inp, stimuli, cfg)
+    return CheckpointCrosscoder(models, latents, metrics, windows, weights)
+
+
+def _fit_both(store, x_lm, split, cfg, device, voxel_groups) -> tuple[dict, pd.DataFrame, dict]:
+    """The real fit and the time-shuffled control: models, the latent table and the metrics."""
+    train = split["train"]
     th = cfg["thresholds"]
     models, frames, metrics = {}, [], {}
     for fit in FITS:
-        xb = x_brain if fit == "real" else time_shuffle(x_brain, train, cfg["seed"])
-        model, history = train_crosscoder(xb, x_lm, train, inp.split["val"], train_config(cfg, device), log=logger)
+        xb = store if fit == "real" else ShuffledRows(store, shuffled_index(len(store), train, cfg["seed"]))
+        model, history = train_crosscoder(xb, x_lm, train, split["val"], train_config(cfg, device), log=logger)
         models[fit] = model
-        ev = evaluate_crosscoder(model, x_brain, x_lm, inp.split["test"])
+        ev = evaluate_crosscoder(model, store, x_lm, split["test"], batch_size=cfg["batch_size"])
         r = relative_decoder_norm(model)
         classes = latent_classes(r, brain=th["brain"], lm=th["lm"], shared=th["shared"])
         alive = np.asarray(ev["alive"], bool)
@@ -85,20 +116,23 @@ def run_checkpoint_crosscoder(acts: np.ndarray, stimuli: pd.DataFrame, brain, cf
             sel = real[real["class"] == c]
             for g in np.unique(voxel_groups):
                 metrics[f"real_{c}_share_{g}"] = float(sel[f"share_{g}"].mean()) if len(sel) else np.nan
+    return models, latents, metrics
 
-    # Interpretation aids from the real fit: the strongest latents of each class.
+
+def _interpretation(model, latents, store, x_lm, inp, stimuli, cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Interpretation aids from the real fit: the strongest latents of each class, their windows and brain maps."""
     real = latents[(latents["fit"] == "real") & latents["alive"]].copy()
     real["strength"] = np.maximum(real["brain_norm"], real["lm_norm"])
     shown = (real[real["class"].isin(CLASSES)].sort_values("strength", ascending=False)
              .groupby("class").head(cfg["n_show"]))
     test = inp.split["test"]
-    z = latent_activations(models["real"], x_brain, x_lm, test)
+    z = latent_activations(model, store, x_lm, test, batch_size=cfg["batch_size"])
     windows = top_windows(z, inp, test, stimuli, shown["latent"].tolist())
     windows = windows.merge(shown[["latent", "class", "r"]], on="latent")
-    w_brain = models["real"].W_brain.detach().cpu().numpy()
+    w_brain = model.W_brain.detach().cpu().numpy()
     weights = pd.concat([pd.DataFrame({"latent": lat_id, "class": c, "r": r_i, "voxel": np.arange(len(w_brain)),
                                        "weight": w_brain[:, lat_id]})
                          for lat_id, c, r_i in shown[["latent", "class", "r"]].itertuples(index=False)],
                         ignore_index=True) if len(shown) else pd.DataFrame(
         columns=["latent", "class", "r", "voxel", "weight"])
-    return CheckpointCrosscoder(models, latents, metrics, windows, weights)
+    return windows, weights

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .model import BrainLMCrosscoder
+from .store import BLOCK_BYTES, running_sum
 from .train import as_tensor, reconstruction_losses
 
 CLASSES = ("shared", "brain", "lm", "other", "dead")
@@ -84,14 +85,52 @@ def _reconstruct(model, x_brain, x_lm, rows, batch_size: int):
         yield (xb, xl, *model(xb, xl))
 
 
+def _float64_blocks(*tensors):
+    # Blocks of rows of the batch in float64, so the float64 temporaries stay BLOCK_BYTES whatever the batch.
+    step = max(1, BLOCK_BYTES // (8 * max(t.shape[1] for t in tensors)))
+    for lo in range(0, len(tensors[0]), step):
+        yield [t[lo:lo + step].detach().to("cpu", torch.float64).numpy() for t in tensors]
+
+
+class _ColumnR:
+    """Per-column Pearson r of (x, x̂) over batches of rows, equal bit for bit to :func:`reconstruction_r`.
+
+    Two passes, as reconstruction_r's centring needs the means first: sums
+    (:meth:`add_sums`), then centred products (:meth:`add_products`); every
+    sum runs over the rows in order (``store.running_sum``).
+    """
+
+    def __init__(self):
+        self.n, self.sums, self.products = 0, [None, None], [None, None, None]
+
+    def add_sums(self, x, x_hat):
+        for a, b in _float64_blocks(x, x_hat):
+            self.sums = [running_sum(s, v) for s, v in zip(self.sums, (a, b))]
+            self.n += len(a)
+
+    def add_products(self, x, x_hat):
+        mean_x, mean_h = (s / self.n for s in self.sums)
+        for a, b in _float64_blocks(x, x_hat):
+            a, b = a - mean_x, b - mean_h
+            self.products = [running_sum(s, v) for s, v in zip(self.products, (a * b, a * a, b * b))]
+
+    def r(self) -> np.ndarray:
+        ab, aa, bb = self.products
+        denom = np.sqrt(aa * bb)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denom > 0, ab / np.where(denom > 0, denom, 1), np.nan)
+
+
 def evaluate_crosscoder(model: BrainLMCrosscoder, x_brain, x_lm, rows: np.ndarray, batch_size: int = 8192) -> dict:
     """Reconstruction of ``rows``: mean and per-column r per side, loss, L0 and which latents fire.
 
     Keys: r_brain, r_lm (means over columns, constant columns skipped),
     r_brain_columns, r_lm_columns, loss (= loss_brain + loss_lm, the training
     loss without AuxK), loss_brain, loss_lm, l0, alive (bool, d_latent), n_rows.
+    Memory: one batch of ``batch_size`` rows at a time; the model runs twice
+    over ``rows`` (column means first, then the centred products of r).
     """
-    parts = {name: [] for name in ("xb", "xl", "hb", "hl")}
+    r_brain, r_lm = _ColumnR(), _ColumnR()
     active, n = 0, 0
     brain = lm = 0.0
     alive = torch.zeros(model.d_latent, dtype=torch.bool, device=_device_of(model))
@@ -103,10 +142,12 @@ def evaluate_crosscoder(model: BrainLMCrosscoder, x_brain, x_lm, rows: np.ndarra
         active += (z > 0).sum().item()
         alive |= (z > 0).any(0)
         n += len(xb)
-        for name, t in zip(parts, (xb, xl, hb, hl)):
-            parts[name].append(t.cpu().numpy())
-    xb, xl, hb, hl = (np.concatenate(parts[name]) for name in parts)
-    r_brain, r_lm = reconstruction_r(xb, hb), reconstruction_r(xl, hl)
+        r_brain.add_sums(xb, hb)
+        r_lm.add_sums(xl, hl)
+    for xb, xl, hb, hl, _, _ in _reconstruct(model, x_brain, x_lm, rows, batch_size):
+        r_brain.add_products(xb, hb.float())
+        r_lm.add_products(xl, hl.float())
+    r_brain, r_lm = r_brain.r(), r_lm.r()
     mean = (lambda r: float(np.nanmean(r)) if np.isfinite(r).any() else float("nan"))
     return {"r_brain": mean(r_brain), "r_lm": mean(r_lm), "r_brain_columns": r_brain, "r_lm_columns": r_lm,
             "loss": (brain + lm) / n, "loss_brain": brain / n, "loss_lm": lm / n, "l0": active / n,

@@ -21,6 +21,7 @@ from .. import sparse_coding
 from ..runtime import autocast, resolve_device
 from ..sparse_coding import TopKTrainConfig, fired_latents
 from .model import BrainLMCrosscoder
+from .store import BLOCK_BYTES, RowStore, ShuffledRows
 
 logger = logging.getLogger(__name__)
 
@@ -45,23 +46,44 @@ class CrosscoderTrainConfig(TopKTrainConfig):
     """Epochs without a better validation loss before stopping; 0: never stop early."""
 
 
-def scale_to_unit_norm(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, float]:
-    """``(x * scale, scale)`` with ``scale`` making the mean L2 norm of the ``rows`` rows 1.
+def unit_norm_scale(x, rows: np.ndarray) -> float:
+    """The factor making the mean L2 norm of the ``rows`` rows of ``x`` (array or RowStore) 1.
 
     The factor comes from the training rows only, so validation and test TRs
     are scaled without looking at them; it is one number per side, keeping
-    the side's own geometry.
+    the side's own geometry. Norms are taken in float64 a block of rows at a time.
     """
-    x = np.asarray(x)
     rows = np.asarray(rows, dtype=np.int64)
     if len(rows) == 0:
         raise ValueError("scale_to_unit_norm needs at least one row to measure the norm on")
-    mean_norm = float(np.linalg.norm(x[rows].astype(np.float64), axis=1).mean())
+    store = x if isinstance(x, RowStore) else None
+    if store is None:
+        x = np.asarray(x)
+        step = max(1, BLOCK_BYTES // (16 * max(1, x[:1].size)))
+        norms = np.concatenate([np.linalg.norm(x[rows[lo:lo + step]].astype(np.float64), axis=1)
+                                for lo in range(0, len(rows), step)])
+    else:
+        norms = store.row_norms(rows)
+    mean_norm = float(norms.mean())
     if not mean_norm > 0:
         raise ValueError(f"the rows' mean L2 norm is {mean_norm}; cannot scale all-zero (or NaN) data to unit norm")
-    scale = 1.0 / mean_norm
+    return 1.0 / mean_norm
+
+
+def scale_to_unit_norm(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(x * scale, scale)`` with ``scale`` from :func:`unit_norm_scale` (a new array)."""
+    x = np.asarray(x)
+    scale = unit_norm_scale(x, rows)
     dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
     return (x * scale).astype(dtype, copy=False), scale
+
+
+def shuffled_index(n_rows: int, train_rows: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Row map of the time-shuffle null: training rows permuted among themselves, the others fixed."""
+    train_rows = np.asarray(train_rows, dtype=np.int64)
+    index = np.arange(n_rows)
+    index[train_rows] = np.random.default_rng(seed).permutation(train_rows)
+    return index
 
 
 def time_shuffle(x_brain: np.ndarray, train_rows: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -71,12 +93,10 @@ def time_shuffle(x_brain: np.ndarray, train_rows: np.ndarray, seed: int = 0) -> 
     but keeps the brain's own distribution (and the training set's contents),
     so latents that stay shared after it are not evidence of alignment.
     Validation and test rows are untouched, so the control is scored on real pairs.
+    The pipeline reads the same rows through :func:`shuffled_index` without a copy.
     """
     x_brain = np.asarray(x_brain)
-    train_rows = np.asarray(train_rows, dtype=np.int64)
-    out = x_brain.copy()
-    out[train_rows] = x_brain[np.random.default_rng(seed).permutation(train_rows)]
-    return out
+    return x_brain[shuffled_index(len(x_brain), train_rows, seed)]
 
 
 def reconstruction_losses(x_brain, x_lm, x_hat_brain, x_hat_lm) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,34 +121,59 @@ def auxk_loss(model: BrainLMCrosscoder, x_brain, x_lm, x_hat_brain, x_hat_lm, pr
 
 
 def as_tensor(x, rows: np.ndarray, device) -> torch.Tensor:
-    """Rows ``rows`` of ``x`` as float32 on ``device``."""
+    """Rows ``rows`` of ``x`` (array, tensor, RowStore or ShuffledRows) as float32 on ``device``."""
     rows = np.asarray(rows, dtype=np.int64)
     if torch.is_tensor(x):
         return x[torch.from_numpy(rows)].to(device=device, dtype=torch.float32)
+    if isinstance(x, (RowStore, ShuffledRows)):
+        return torch.from_numpy(x.gather(rows)).to(device)
     return torch.from_numpy(np.asarray(x[rows], dtype=np.float32)).to(device)
 
 
+def row_batches(x, device):
+    """A function ``rows -> float32 tensor on device`` over ``x``.
+
+    On a GPU, data held in memory go there once and batches are gathered on
+    the device; otherwise each batch is gathered on the host, so the host
+    holds ``x`` once (no per-split copies) plus one batch.
+    """
+    device = torch.device(device)
+    index, base = None, x
+    if isinstance(x, ShuffledRows):
+        index, base = x.index, x.store
+    if isinstance(base, RowStore):
+        base = base.array if base.scale == 1 else None
+    if device.type == "cpu" or base is None:
+        return lambda rows: as_tensor(x, rows, device)
+    on_device = torch.as_tensor(base).to(device=device, dtype=torch.float32)
+
+    def take(rows):
+        rows = np.asarray(rows, dtype=np.int64)
+        return on_device[torch.from_numpy(rows if index is None else index[rows]).to(device)]
+    return take
+
+
 @torch.no_grad()
-def _validation_losses(model, x_brain: torch.Tensor, x_lm: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def _validation_losses(model, take_brain, take_lm, rows: np.ndarray, batch_size: int) -> tuple[float, float]:
     brain = lm = 0.0
-    for lo in range(0, len(x_brain), batch_size):
-        xb, xl = x_brain[lo:lo + batch_size], x_lm[lo:lo + batch_size]
+    for lo in range(0, len(rows), batch_size):
+        xb, xl = take_brain(rows[lo:lo + batch_size]), take_lm(rows[lo:lo + batch_size])
         x_hat_brain, x_hat_lm, _, _ = model(xb, xl)
         b, m = reconstruction_losses(xb, xl, x_hat_brain.float(), x_hat_lm.float())
         brain += b.item() * len(xb)
         lm += m.item() * len(xb)
-    return brain / len(x_brain), lm / len(x_brain)
+    return brain / len(rows), lm / len(rows)
 
 
-def _train_epoch(model, opt, train_b, train_l, order, dead, cfg: CrosscoderTrainConfig, device
+def _train_epoch(model, opt, take_brain, take_lm, order, dead, cfg: CrosscoderTrainConfig, device
                  ) -> tuple[np.ndarray, torch.Tensor]:
-    """One pass over the training TRs in ``order``: the TR-weighted sums of (loss, loss_brain, loss_lm, aux),
+    """One pass over the training rows in ``order``: the TR-weighted sums of (loss, loss_brain, loss_lm, aux),
     and which latents fired."""
     fired = torch.zeros(model.d_latent, dtype=torch.bool, device=device)
     sums = np.zeros(4)
     for i in range(math.ceil(len(order) / cfg.batch_size)):
         idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        xb, xl = train_b[idx], train_l[idx]
+        xb, xl = take_brain(idx), take_lm(idx)
         with autocast(device, cfg.dtype):
             x_hat_brain, x_hat_lm, z, pre = model(xb, xl)
         x_hat_brain, x_hat_lm, pre = x_hat_brain.float(), x_hat_lm.float(), pre.float()
@@ -165,9 +210,7 @@ def train_crosscoder(x_brain, x_lm, train_rows: np.ndarray, val_rows: np.ndarray
     device = resolve_device(cfg.device)
     model = BrainLMCrosscoder(x_brain.shape[1], x_lm.shape[1], cfg.d_latent, cfg.k, seed=cfg.seed).to(device)
     rng = np.random.default_rng(cfg.seed)
-    # fMRI data are small (thousands of TRs): each split moves to the device once.
-    train_b, train_l = as_tensor(x_brain, train_rows, device), as_tensor(x_lm, train_rows, device)
-    val_b, val_l = as_tensor(x_brain, val_rows, device), as_tensor(x_lm, val_rows, device)
+    take_brain, take_lm = row_batches(x_brain, device), row_batches(x_lm, device)
 
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(train_rows) / cfg.batch_size)
@@ -178,15 +221,19 @@ def train_crosscoder(x_brain, x_lm, train_rows: np.ndarray, val_rows: np.ndarray
     start = time.perf_counter()
 
     for epoch in range(cfg.epochs):
-        order = torch.from_numpy(rng.permutation(len(train_rows))).to(device)
-        sums, fired = _train_epoch(model, opt, train_b, train_l, order, dead, cfg, device)
+        order = train_rows[rng.permutation(len(train_rows))]
+        sums, fired = _train_epoch(model, opt, take_brain, take_lm, order, dead, cfg, device)
         dead = ~fired
 
-        val_brain, val_lm = _validation_losses(model, val_b, val_l, cfg.batch_size)
+        val_brain, val_lm = _validation_losses(model, take_brain, take_lm, val_rows, cfg.batch_size)
         val_loss = val_brain + val_lm
         improved = val_loss < best[0]
         if improved:
-            best = (val_loss, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            # One saved copy of the parameters, overwritten in place: never two at once.
+            saved = best[2] or {k: torch.empty_like(v) for k, v in model.state_dict().items()}
+            for k, v in model.state_dict().items():
+                saved[k].copy_(v)
+            best = (val_loss, epoch, saved)
         means = sums / len(train_rows)
         history.append({"epoch": epoch, "steps": (epoch + 1) * steps_per_epoch, "loss": means[0],
                         "loss_brain": means[1], "loss_lm": means[2], "aux": means[3],
