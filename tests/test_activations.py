@@ -290,3 +290,106 @@ def test_activation_memmap_reads_the_stored_tensor_without_loading(tmp_path):
         np.testing.assert_array_equal(mm[[5, 1]], a[[5, 1]])
     with pytest.raises(KeyError, match=r"no tensor 'resid\.9'.*re-extract"):
         activation_memmap(path, "resid.9")
+
+
+def tiny_hf(kind, tokenizer, max_position=64):
+    """A random GPT-NeoX or Llama from its config (no download), 2 layers of width 32."""
+    import transformers as tf
+
+    ids = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+               intermediate_size=64, max_position_embeddings=max_position, bos_token_id=tokenizer.bos_token_id,
+               eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config, cls = {"neox": (tf.GPTNeoXConfig, tf.GPTNeoXForCausalLM),
+                   "llama": (tf.LlamaConfig, tf.LlamaForCausalLM)}[kind]
+    torch.manual_seed(0)
+    return cls(config(**ids)).eval()
+
+
+@pytest.mark.parametrize("kind", ["toy", "neox", "llama"])
+def test_batch_of_16_equals_one_item_per_forward_exactly(kind, tokenizer, word_units, prompt_units):
+    from brainphase.activations.extract import extract_token_activations
+
+    m = tiny_model(tokenizer, 64) if kind == "toy" else tiny_hf(kind, tokenizer)
+    calls = [(word_units, "word", {"context_window": 9}), (word_units, "word", {"context_window": None}),
+             (prompt_units, "last", {}), (prompt_units, "mean", {})]
+    for units, pooling, kw in calls:
+        one = extract_activations(m, tokenizer, units, pooling, batch_size=1, **kw)
+        many = extract_activations(m, tokenizer, units, pooling, batch_size=16, **kw)
+        assert one.keys() == many.keys() and all(a.dtype == np.float16 for a in many.values())
+        for name in one:
+            assert np.array_equal(one[name], many[name]), (kind, pooling, kw, name)
+    one, t1 = extract_token_activations(m, tokenizer, word_units, batch_size=1)
+    many, t16 = extract_token_activations(m, tokenizer, word_units, batch_size=16)
+    pd.testing.assert_frame_equal(t1, t16)
+    for name in one:
+        assert np.array_equal(one[name], many[name]), (kind, "token", name)
+
+
+@pytest.mark.parametrize("kind", ["neox", "llama"])
+def test_word_pooling_equals_output_hidden_states_of_one_item(kind, tokenizer, word_units):
+    m = tiny_hf(kind, tokenizer, 256)  # whole stories fit: one window, as the direct call reads them
+    acts = extract_activations(m, tokenizer, word_units, "word", sites=("resid",), batch_size=16)
+    n_layers = m.config.num_hidden_layers
+    for row, unit in word_units.iterrows():
+        ids = tokenizer(" ".join(words_of(word_units, unit.run)[: unit.word_index + 1]))["input_ids"]
+        with torch.inference_mode():
+            hidden = m(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        for layer in range(n_layers):  # the last entry is after the final norm: resid.L is the block's output
+            expected = hidden[layer][0, -1].numpy().astype(np.float16)
+            np.testing.assert_allclose(acts[f"resid.{layer}"][row].astype(np.float32), expected.astype(np.float32),
+                                       rtol=2e-3, atol=2e-3, err_msg=f"{kind} resid.{layer}")
+
+
+def test_padded_length_bounds():
+    from brainphase.activations.extract import padded_length
+
+    for max_len in (16, 100, 2048):
+        for n in range(1, max_len + 1):
+            p = padded_length(n, max_len)
+            assert n <= p <= max_len or (p == n > max_len)
+            if n <= 16:
+                assert p == n
+            else:
+                assert (p - n) * 16 <= n, (n, p)
+    assert padded_length(3000, 2048) == 3000  # longer than the model: never cut, the caller windows it
+    assert padded_length(33, 2048) == 34 and padded_length(1000, 2048) == 1024
+
+
+PEAK_PROBE = """
+import json, random, resource, sys
+import pandas as pd, torch, transformers as tf
+from brainphase.activations.extract import activations_peak_bytes, extract_activations, plan_batches
+from brainphase.activations.items import word_items
+from brainphase.toylm import train_tokenizer
+torch.set_num_threads(1)
+rng = random.Random(0)
+words = ["the", "cat", "dog", "ran", "ate", "fish", "park", "green", "quietly", "a", "hungry", "bird"]
+tok = train_tokenizer([" ".join(rng.choice(words) for _ in range(30)) for _ in range(50)], vocab_size=290)
+units = pd.DataFrame([{"unit_id": f"s{s}-{i}", "run": f"s{s}", "text": rng.choice(words), "word_index": i}
+                      for s in range(3) for i in range(300)])
+def neox(d, n_layers):
+    torch.manual_seed(0)
+    return tf.GPTNeoXForCausalLM(tf.GPTNeoXConfig(vocab_size=len(tok), hidden_size=d, num_hidden_layers=n_layers,
+        num_attention_heads=4, intermediate_size=4 * d, max_position_embeddings=512)).eval()
+extract_activations(neox(32, 1), tok, units.head(40), "word", batch_size=4)  # kernels and allocator warmed up
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+model = neox(256, 4)
+out = extract_activations(model, tok, units, "word", batch_size=16)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+window = max(length for length, _ in plan_batches(word_items(units, tok, 512, None), 16, 512))
+params = sum(p.numel() for p in model.parameters())
+print(json.dumps([peak, activations_peak_bytes(params, 4, 16, window, 256, len(out), len(units))]))
+"""
+
+
+def test_activations_peak_bytes_bounds_a_measured_run():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", PEAK_PROBE], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peak, bound = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert peak <= bound, (peak, bound)

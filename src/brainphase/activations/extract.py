@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 
@@ -35,36 +36,140 @@ def _max_positions(model) -> int:
     return int(n)
 
 
-def _forward(model, items: list[Item], names, out: dict, batch_size: int, device, pad_id: int) -> None:
+def padded_length(n_tokens: int, max_len: int) -> int:
+    """The length an item of ``n_tokens`` runs at: rounded up to a sixteenth of its power of two, at most ``max_len``.
+
+    A function of the item alone, never of the items batched with it, so
+    that an item's values do not depend on its batch (see :func:`_forward`).
+    The sixteenth bounds the padding at 6 % of the tokens while items of
+    nearby lengths (the last window of each story, prompts) still fill
+    whole batches; lengths up to 16 run unpadded.
+    """
+    step = 1 << max(0, n_tokens.bit_length() - 5)
+    return max(n_tokens, min(-(-n_tokens // step) * step, max_len))
+
+
+def activations_peak_bytes(params: int, bytes_per_param: int, batch_size: int, window: int, d_model: int,
+                           n_sites_layers: int, n_units: int) -> int:
+    """Peak memory of one extraction job: weights, the float16 outputs, one batch in flight.
+
+    ``window`` is the longest padded item (tokens), ``n_sites_layers`` the
+    number of output arrays. Within a batch a block holds a few residual-wide
+    float32 tensors per token (input, attention output, norms: 8 counted) and
+    the MLP's 4·d intermediate before and after its activation (8 more), and
+    eager attention — the fallback when SDPA cannot take the causal kernel —
+    holds one window × window float32 score matrix per head (heads of 64
+    wide), twice (scores and their softmax). The hooks keep only the target
+    rows (at most one per token): every site's in float16 until the batch
+    ends, one site's in float32 at a time. On a GPU the batch terms are device
+    memory; host memory needs the weights and the outputs.
+    """
+    tokens = batch_size * window
+    hidden = tokens * d_model * 4 * 16
+    heads = max(1, d_model // 64)
+    scores = batch_size * heads * window * window * 4 * 2
+    rows = tokens * d_model * (4 + 2 * n_sites_layers)
+    outputs = n_sites_layers * n_units * d_model * 2
+    return int(params * bytes_per_param + outputs + hidden + scores + rows)
+
+
+def plan_batches(items: list[Item], batch_size: int, max_len: int) -> list[tuple[int, list[int]]]:
+    """``(padded length, item indices)`` of each forward: items of one padded length, in item order."""
+    lengths = [padded_length(len(it.ids), max_len) for it in items]
+    order = sorted(range(len(items)), key=lambda i: (lengths[i], i))
+    batches = []
+    for length, group in itertools.groupby(order, key=lengths.__getitem__):
+        group = list(group)
+        batches += [(length, group[k : k + batch_size]) for k in range(0, len(group), batch_size)]
+    return batches
+
+
+class _Rows(dict):
+    """Site name → (the batch's target rows in the output dtype, their largest |x|), taken inside the hook.
+
+    Installed as the :class:`.sites.Recorder`'s ``captured`` mapping: each
+    site's hidden state is reduced to the rows the batch needs as soon as its
+    layer has run, so no full hidden state outlives its layer, only those
+    rows are cast (to float32 for span means, then to the output dtype) and
+    only they travel to the host, once per batch.
+    """
+
+    def __init__(self, cast_to):
+        super().__init__()
+        self.cast_to = cast_to
+        self.flat = None  # positions in the batch's flattened (batch × length) read one by one
+        self.ranged: list[tuple[int, int, int]] = []  # (batch row, start, stop) spans read as means
+
+    def __setitem__(self, name, hidden):
+        import torch
+
+        parts = []
+        if len(self.flat):
+            parts.append(hidden.reshape(-1, hidden.shape[-1]).index_select(0, self.flat).float())
+        if self.ranged:
+            parts.append(torch.stack([hidden[b, s:e].float().mean(0) for b, s, e in self.ranged]))
+        rows = parts[0] if len(parts) == 1 else torch.cat(parts)
+        low, high = torch.aminmax(rows)
+        # torch's float32 → float16 cast rounds as numpy's astype does (to
+        # nearest even, inf from 65520 on), bit for bit, at a tenth of the time.
+        super().__setitem__(name, (rows.to(self.cast_to), torch.maximum(high, -low)))
+
+
+def _batch_inputs(items: list[Item], batch: list[int], length: int, pad_id: int):
+    """Right-padded token ids of one batch, and where each target row is read from."""
+    ids = np.full((len(batch), length), pad_id, dtype=np.int64)
+    flat, flat_rows, ranged, ranged_rows = [], [], [], []
+    for b, i in enumerate(batch):
+        it = items[i]
+        ids[b, : len(it.ids)] = it.ids
+        for r, s, e in it.targets:
+            if e - s == 1:
+                flat.append(b * length + s)
+                flat_rows.append(r)
+            else:
+                ranged.append((b, s, e))
+                ranged_rows.append(r)
+    return ids, flat, ranged, flat_rows + ranged_rows
+
+
+def _forward(model, items: list[Item], names, out: dict, batch_size: int, device, pad_id: int,
+             max_len: int) -> dict[str, list]:
+    """Fill ``out`` (rows in its dtype); returns per site [values infinite after the cast, max |x|].
+
+    Every batch holds items of one padded length (:func:`padded_length`),
+    right-padded and run without an attention mask: under the causal mask no
+    real token sees a pad, positions start at 0 as in an unpadded call, and
+    SDPA keeps its causal kernel (an explicit padding mask forces a dense
+    one, which cost a third of the time on whole stories). Padding changes
+    the float reductions of the items it pads (another shape, other kernel
+    blocks), so an item always runs at its own padded length: with the
+    kernels reducing each row the same way whatever the batch size (one CPU
+    thread), an item's values are then bit-identical whatever the batch
+    size, the batch it lands in and the other units of the stimulus set —
+    equal to one-item-per-forward extraction exactly, float32 and float16.
+    Multi-threaded BLAS and cuBLAS may pick another kernel for another row
+    count, which moves the last float32 bit.
+    """
     import torch
 
-    base = model.base_model
-    # Similar lengths share a batch so padding stays small.
-    order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
+    dtype = next(iter(out.values())).dtype
+    limit = float(np.finfo(dtype).max)
+    stats = {name: [0, 0.0] for name in names}
+    rows = _Rows(torch.from_numpy(np.zeros(0, dtype=dtype)).dtype)
     with Recorder(model, names) as recorder, torch.inference_mode():
-        for b0 in range(0, len(order), batch_size):
-            batch = [items[i] for i in order[b0 : b0 + batch_size]]
-            length = max(len(it.ids) for it in batch)
-            # Right padding: under a causal mask no real token ever sees a pad,
-            # and positions start at 0 exactly as in an unpadded call.
-            input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), length), dtype=torch.long)
-            for b, it in enumerate(batch):
-                input_ids[b, : len(it.ids)] = torch.tensor(it.ids)
-                mask[b, : len(it.ids)] = 1
-            base(input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False)
-            spans = [(b, r, s, e) for b, it in enumerate(batch) for r, s, e in it.targets]
-            single = [sp for sp in spans if sp[3] - sp[2] == 1]
-            ranged = [sp for sp in spans if sp[3] - sp[2] != 1]
-            for name in names:
-                hidden = recorder.captured[name]
-                if single:
-                    bi = torch.tensor([sp[0] for sp in single], device=hidden.device)
-                    pi = torch.tensor([sp[2] for sp in single], device=hidden.device)
-                    rows = [sp[1] for sp in single]
-                    out[name][rows] = hidden[bi, pi].float().cpu().numpy()
-                for b, r, s, e in ranged:
-                    out[name][r] = hidden[b, s:e].float().mean(0).cpu().numpy()
+        recorder.captured = rows
+        for length, batch in plan_batches(items, batch_size, max_len):
+            ids, flat, rows.ranged, targets = _batch_inputs(items, batch, length, pad_id)
+            rows.flat = torch.tensor(flat, dtype=torch.long, device=device)
+            model.base_model(input_ids=torch.from_numpy(ids).to(device), use_cache=False)
+            peaks = torch.stack([rows[name][1] for name in names]).tolist()
+            for name, peak in zip(names, peaks):
+                values = rows[name][0].cpu().numpy()
+                if peak > limit:  # else no value can have become infinite: no pass over them
+                    stats[name][0] += int(np.isinf(values).sum())
+                stats[name][1] = max(stats[name][1], peak)
+                out[name][targets] = values
+    return stats
 
 
 def extract_activations(
@@ -137,19 +242,14 @@ def extract_last_token_activations(model, tokenizer, units: pd.DataFrame, sites:
 
 
 def _run(model, tokenizer, items, names, n_rows, batch_size, device, dtype) -> dict[str, np.ndarray]:
-    d = model.config.hidden_size
-    out = {name: np.zeros((n_rows, d), dtype=np.float32) for name in names}
+    out = {name: np.zeros((n_rows, model.config.hidden_size), dtype=dtype) for name in names}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    _forward(model, items, names, out, batch_size, device, pad_id)
-    arrays = {}
-    for name, values in out.items():
-        cast = values.astype(dtype)
-        overflow = int(np.isinf(cast).sum() - np.isinf(values).sum())
+    stats = _forward(model, items, names, out, batch_size, device, pad_id, _max_positions(model))
+    for name, (overflow, largest) in stats.items():
         if overflow:
-            logger.warning("%s: %d values exceed the %s range (max |x| = %.3g)", name, overflow,
-                           np.dtype(dtype).name, np.abs(values).max())
-        arrays[name] = cast
-    return arrays
+            logger.warning("%s: %d values are infinite as %s: they exceed its range (max |x| = %.3g)", name,
+                           overflow, np.dtype(dtype).name, largest)
+    return out
 
 
 def extract_token_activations(model, tokenizer, units: pd.DataFrame, sites: Sequence[str] = ("resid",),
