@@ -167,6 +167,15 @@ def activation_rows(config: dict, counts: dict, results, budget_bytes, rates: di
         sets = study.stimsets(config, name)
         units = [stimulus_units(s, config, results, study.pooling_of(config, s)) for s in sets]
         row = {"stage": f"activations {name}", "jobs": jobs, "budget_bytes": budget_bytes}
+        if size is not None and None not in units:
+            from .activations.extract import activations_peak_bytes
+
+            act = config["activations"]
+            # A whole-story window is at most the model's context; 2,048 positions for the studied families.
+            window = act["context_window"] or 2048
+            row["peak_bytes"] = activations_peak_bytes(size.params, size.bytes_per_param, act["batch_size"], window,
+                                                       size.d_model, len(act["sites"]) * (size.n_layers + 1),
+                                                       max(units))
         if size is None or None in units:
             row["note"] = "model size unknown" if size is None else "stimulus units unknown until the sets are built"
         elif not rec:
