@@ -1,6 +1,10 @@
 """TopK SAE against a planted dictionary, closed forms and a null."""
 
 import json
+import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -8,6 +12,7 @@ import pytest
 import torch
 
 import brainphase.sae.train as sae_train
+from brainphase.sae.model import ENCODER_INIT_SCALE
 from brainphase.sae import (SAETrainConfig, TopKSAE, auxk_loss, auxk_reconstruction, encode_rows, evaluate_sae,
                             geometric_median, load_sae, normalize_tokens, normalized_mse, save_sae,
                             split_documents, train_sae)
@@ -52,7 +57,7 @@ def test_init_is_deterministic_tied_and_unit_norm():
     a, b, c = TopKSAE(16, 64, 4, seed=3), TopKSAE(16, 64, 4, seed=3), TopKSAE(16, 64, 4, seed=4)
     assert torch.equal(a.W_dec, b.W_dec) and not torch.equal(a.W_dec, c.W_dec)
     assert a.W_enc.shape == (64, 16) and a.W_dec.shape == (16, 64) and a.b_pre.shape == (16,)
-    torch.testing.assert_close(a.W_enc, a.W_dec.T)
+    torch.testing.assert_close(a.W_enc, ENCODER_INIT_SCALE * a.W_dec.T)
     torch.testing.assert_close(a.W_dec.norm(dim=0), torch.ones(64))
 
 
@@ -352,3 +357,116 @@ def test_save_load_round_trip(tmp_path):
 
     with safe_open(str(path), framework="pt") as f:
         assert json.loads(f.metadata()["step"]) == 400
+
+
+# --- undertraining ---------------------------------------------------------------------------------------
+
+def _history(steps, val_fvu, first_fvu=1.0):
+    """A training history whose validations at ``steps`` read ``val_fvu``; the first batch's FVU ``first_fvu``."""
+    n = steps[-1]
+    h = pd.DataFrame({"step": np.arange(1, n + 1), "fvu": np.linspace(first_fvu, val_fvu[-1], n),
+                      "val_fvu": np.nan})
+    h.loc[np.asarray(steps) - 1, "val_fvu"] = val_fvu
+    return h
+
+
+def test_convergence_verdict_closed_forms():
+    # Flattened: the last stretch falls at 0.01/10 per step against (1 - 0.2)/40 on average.
+    flat = sae_train.convergence(_history([10, 20, 30, 40], [0.4, 0.25, 0.21, 0.2]))
+    assert not flat["undertrained"] and flat["fall_ratio"] == pytest.approx((0.01 / 10) / (0.8 / 40))
+    # A straight line: the last stretch falls at the mean rate, ratio 1.
+    line = sae_train.convergence(_history([10, 20, 30, 40], [0.8, 0.6, 0.4, 0.2]))
+    assert line["undertrained"] and line["fall_ratio"] == pytest.approx(1.0)
+    assert "still falling steeply" in line["undertrained_reason"] and "0.4 -> 0.2" in line["undertrained_reason"]
+    # Just below and at the threshold.
+    edge = 0.2 + sae_train.STILL_FALLING * (0.8 / 40) * 10
+    assert sae_train.convergence(_history([30, 40], [edge * 1.001, 0.2]))["undertrained"]
+    assert not sae_train.convergence(_history([30, 40], [edge * 0.999, 0.2]))["undertrained"]
+    # Never below the first batch's FVU.
+    worse = sae_train.convergence(_history([10, 20], [1.1, 1.2], first_fvu=1.0))
+    assert worse["undertrained"] and "never fell" in worse["undertrained_reason"]
+
+
+def test_short_run_with_defaults_warns_with_numbers(caplog):
+    # The defaults (lr 2e-4, batch 4096, 10 epochs, warm-up 100) on 48k tokens: 100 steps.
+    x, atoms = planted(n=48_000)
+    split = doc_split(len(x))
+    with caplog.at_level(logging.WARNING, logger="brainphase.sae.train"):
+        sae, history = train_sae(x, split["train"], split["val"], SAETrainConfig())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("warm-up shortened to 10 steps" in w and "100 steps" in w for w in warnings), warnings
+    assert history.attrs["warmup_steps"] == 10 and history["lr"].iloc[9] == pytest.approx(2e-4)
+    assert history.attrs["undertrained"] and history.attrs["fall_ratio"] >= sae_train.STILL_FALLING
+    assert any(w.startswith("SAE undertrained: validation FVU still falling steeply") for w in warnings), warnings
+    assert (atoms @ sae.W_dec.detach().numpy()).max(axis=1).mean() < 0.8  # far from the planted atoms
+
+
+def test_converged_run_does_not_warn(caplog):
+    x, atoms = planted(n=10_000, seed=5)
+    split = doc_split(len(x))
+    with caplog.at_level(logging.WARNING, logger="brainphase.sae.train"):
+        sae, history = train_sae(x, split["train"], split["val"], planted_config(epochs=15))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not history.attrs["undertrained"] and history.attrs["fall_ratio"] < sae_train.STILL_FALLING
+    assert history.attrs["warmup_steps"] == 10
+    assert (atoms @ sae.W_dec.detach().numpy()).max(axis=1).mean() > 0.9
+
+
+# --- memory ----------------------------------------------------------------------------------------------
+
+def test_pread_rows_equal_the_memmap_rows(tmp_path):
+    x = np.random.default_rng(0).standard_normal((500, 7)).astype(np.float16)
+    np.save(tmp_path / "a.npy", x)  # a header before the data: the map has an offset
+    mm = np.load(tmp_path / "a.npy", mmap_mode="r")
+    rows = np.array([0, 1, 2, 3, 9, 10, 11, 250, 251, 499, 5, 5])
+    np.testing.assert_array_equal(sae_train._pread_rows(mm, np.sort(rows)), x[np.sort(rows)])
+    expected = normalize_tokens(torch.from_numpy(x[rows].astype(np.float32)))
+    assert torch.equal(sae_train.read_rows(mm, rows, "cpu"), expected)
+    assert torch.equal(sae_train.read_rows(mm[100:], rows[:-3], "cpu"),  # a view: read through the map
+                       normalize_tokens(torch.from_numpy(x[100:][rows[:-3]].astype(np.float32))))
+
+
+MEMORY_PROBE = """
+import json, resource, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+from brainphase.sae import SAETrainConfig, train_sae
+from brainphase.sae.train import sae_peak_bytes
+path, n_rows, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+acts = np.load(path, mmap_mode="r")
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# Every 40th row: rows from the whole file, so reading through the map would make it all resident.
+rows = np.arange(0, n_rows, 40)
+cfg = SAETrainConfig(expansion=16, k=8, k_aux=64, batch_size=1024, epochs=1, warmup_steps=0, dead_tokens=2048)
+train_sae(acts, rows[:-2048], rows[-2048:], cfg)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"added": peak - base, "bound": sae_peak_bytes(d, 16 * d, 1024, 2048, k=8, k_aux=64)}))
+"""
+
+
+def test_training_memory_stays_within_the_planned_peak(tmp_path):
+    # A 300 MB float16 cache, more than the bound: a job that mapped or loaded it would exceed it.
+    n_rows, d = 2_400_000, 64
+    acts = np.lib.format.open_memmap(tmp_path / "acts.npy", mode="w+", dtype=np.float16, shape=(n_rows, d))
+    rng = np.random.default_rng(0)
+    for lo in range(0, n_rows, 200_000):
+        acts[lo:lo + 200_000] = rng.standard_normal((200_000, d))
+    acts.flush()
+    size = acts.nbytes
+    del acts
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(tmp_path / "acts.npy"), str(n_rows), str(d)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert size > measured["bound"]
+    assert measured["added"] <= measured["bound"], measured
+
+
+def test_peak_bytes_grow_with_each_shape_argument():
+    base = sae_train.sae_peak_bytes(512, 8192, 1024, 4096)
+    for kwargs in ({"d_in": 1024}, {"n_latents": 16384}, {"batch_size": 16384}, {"n_val_tokens": 8192}):
+        args = {"d_in": 512, "n_latents": 8192, "batch_size": 1024, "n_val_tokens": 4096, **kwargs}
+        assert sae_train.sae_peak_bytes(**args) > base, kwargs
+    # The model's weights, gradients, two Adam moments and the best copy at least.
+    assert base > 5 * 2 * 512 * 8192 * 4

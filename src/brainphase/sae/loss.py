@@ -22,16 +22,22 @@ def normalized_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def _decode_residual(sae):
     # No b_pre: the residual x − x̂ already has it cancelled (x̂ contains it), so
     # adding it here would ask the dead latents to model −b_pre.
-    return lambda z: z @ sae.W_dec.T
+    return lambda values, indices: sparse_coding.bag_decode(values, indices, sae.W_dec.T)
 
 
 def auxk_reconstruction(sae, pre: torch.Tensor, dead_mask: torch.Tensor, k_aux: int) -> torch.Tensor:
     """ê = W_dec z_aux: the dead latents' model of the residual (no b_pre)."""
-    return _decode_residual(sae)(sparse_coding.auxk_codes(pre, dead_mask, k_aux))
+    indices = sparse_coding.auxk_indices(pre, dead_mask, k_aux)
+    return _decode_residual(sae)(torch.relu(pre.gather(-1, indices)), indices)
 
 
 def auxk_loss(sae, x: torch.Tensor, x_hat: torch.Tensor, pre: torch.Tensor, dead_mask: torch.Tensor,
-              k_aux: int) -> torch.Tensor:
-    """Σ‖e − ê‖² / Σ‖e − ē‖² with e = x − x̂ (x̂ detached): the FVU of the residual by the dead latents."""
+              k_aux: int, select=None) -> torch.Tensor:
+    """Σ‖e − ê‖² / Σ‖e − ē‖² with e = x − x̂ (x̂ detached): the FVU of the residual by the dead latents.
+
+    ``select(indices)``: the pre-activations at ``indices`` with their gradient
+    (``TopKSAE.forward_sparse``'s); by default gathered from ``pre``.
+    """
+    select = select or (lambda indices: pre.gather(-1, indices))
     return sparse_coding.auxk_loss(x - x_hat.detach(), pre, dead_mask, k_aux, decode=_decode_residual(sae),
-                                   error=_fvu)
+                                   error=_fvu, select=select)
