@@ -101,6 +101,8 @@ def _fmt_time(seconds: float | None) -> str:
 def format_stages(rows: list[dict], device: str, machine: str | None) -> str:
     """Lines of the per-stage plan: jobs x time per job (= total), peak memory against the rule's budget."""
     lines = [f"brainphase stages (time on {device}: {machine or 'no benchmark recorded'}; peak = resident memory):"]
+    if not rows:
+        lines.append("  (no benchmarked stage runs in this study)")
     width = max((len(r["stage"]) for r in rows), default=0)
     for r in rows:
         per = r.get("seconds")
@@ -165,6 +167,8 @@ def activation_rows(config: dict, counts: dict, results, budget_bytes, rates: di
         m = next(m for m in config["models"] if m["name"] == name)
         size = model_size(m)
         sets = study.stimsets(config, name)
+        if not jobs or not sets:
+            continue
         units = [stimulus_units(s, config, results, study.pooling_of(config, s)) for s in sets]
         row = {"stage": f"activations {name}", "jobs": jobs, "budget_bytes": budget_bytes}
         if size is not None and None not in units:

@@ -16,7 +16,15 @@ def study_plan():
     return (format_plan(table, R) + (f"\nbrainphase checkpoints: {duplicates}" if duplicates else
                                      "\nbrainphase checkpoints: weights not fingerprinted yet (listed hub "
                                      "fingerprints or registered checkpoints are compared once known)")
-            + "\n" + stage_plan())
+            + "\n" + stage_plan_or_why())
+
+
+def stage_plan_or_why():
+    """The per-stage lines; an error in them must not hide the disk plan and the duplicates above."""
+    try:
+        return stage_plan()
+    except Exception as err:
+        return f"brainphase stages unavailable: {err}"
 
 
 def rule_budget(rule):
