@@ -6,7 +6,8 @@ import pytest
 from brainphase.contracts.brain import BrainRun, write_brain
 from brainphase.encoding.memory import EncodingShape, fit_flops, plan_encoding
 from brainphase.planning import ModelSize
-from brainphase.stage_plan import SubjectShape, encoding_estimate, format_stages, subject_shape
+from brainphase.stage_plan import SubjectShape, encoding_estimate, format_stages, subject_shape, temporal_rows
+from brainphase.temporal.memory import temporal_peak_bytes
 
 ENC = {"trim": 0, "delays": [1, 2, 3, 4], "alphas": {"start": 1, "stop": 4, "num": 10}, "cv_splits": 5,
        "n_perm": 1000}
@@ -47,3 +48,25 @@ def test_format_stages_marks_unknowns():
     assert "10 jobs x   2.0 h =  20.0 h; peak 2.0 GB of 4.0 GB" in text
     assert "3 jobs x       ? =       ?; peak ?  [why]" in text
     assert "a machine" in text.splitlines()[0]
+
+
+def test_temporal_rows_read_the_epochs_header_and_scale_the_benchmark(tmp_path, monkeypatch):
+    import h5py
+
+    from brainphase import planning
+
+    path = tmp_path / "sub.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", shape=(4000, 208, 21), dtype="float32")  # header only, never read
+    monkeypatch.setattr(planning, "model_size", lambda m: ModelSize(1e8, 11, 256, 2))
+    config = {"analyses": ["temporal"], "models": [{"name": "m"}],
+              "temporal": {"alphas": {"num": 7}, "cv_splits": 5, "pca": 32}}
+    rec = {"seconds": 10.0, "seconds_float32": 4.0, "n_words": 4000, "n_channels": 208, "n_lags": 21,
+           "n_layers": 12, "dim": 32, "n_alphas": 7, "n_splits": 5}
+    [row] = temporal_rows(config, 3, [path, tmp_path / "absent.h5"], int(8e9), {"temporal": rec})
+    assert row["peak_bytes"] == temporal_peak_bytes(4000, 208, 21, 12, 256, int(8e9), n_alphas=7, pca=32)
+    assert row["seconds"] == pytest.approx(4.0)  # the benchmark's own shape: its float32 time
+    config["temporal"]["pca"] = 16
+    assert temporal_rows(config, 3, [path], None, {"temporal": rec})[0]["seconds"] == pytest.approx(2.0)
+    [unknown] = temporal_rows(config, 3, [tmp_path / "absent.h5"], None, {"temporal": rec})
+    assert "peak_bytes" not in unknown and "word_epochs" in unknown["note"]

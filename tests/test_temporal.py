@@ -76,6 +76,10 @@ def test_loo_alphas_and_predictions_equal_sklearn_ridgecv():
                       for sl in res.layer_columns])
     np.testing.assert_allclose(res.r, r_ref, atol=1e-9)
     np.testing.assert_allclose(res.r_columns, [pearson_columns(Y, pred[t]) for t in range(T)], atol=1e-9)
+    # without predictions kept, the held-out sums come from the prediction's factors
+    plain = lag_layer_scores(brain, targets, groups, alphas=alphas, n_splits=4)
+    np.testing.assert_array_equal(plain.best_alpha, res.best_alpha)
+    np.testing.assert_allclose(plain.r_columns, res.r_columns, atol=1e-12)
 
 
 def test_chunking_over_lags_and_columns_does_not_change_results(planted):
@@ -280,3 +284,154 @@ def test_temporal_table_rows_follow_the_stimulus_table():
     assert len(r) == 4 * len(times) and r["value"].between(-1, 1).all()
     with pytest.raises(ValueError, match="row count"):
         temporal_table(ep, [layers[0][:-1]], stimuli)
+
+
+# ---------------------------------------------------------------- exact criterion, memory budget
+
+
+def _direct_sse(U, s, Y, alphas):
+    """(L, A, m) LOO sum of squares from the residuals themselves, with the full weights."""
+    n = U.shape[1]
+    out = np.empty((U.shape[0], alphas.size, Y.shape[1]))
+    for t in range(U.shape[0]):
+        f = s[t] ** 2 / (s[t] ** 2 + alphas[:, None])
+        Z = U[t].T @ Y
+        for a in range(alphas.size):
+            w = (1.0 - 1.0 / n - (U[t] ** 2) @ f[a]) ** -2
+            out[t, a] = w @ (Y - U[t] @ (f[a][:, None] * Z)) ** 2
+    return out
+
+
+@pytest.mark.parametrize("tol", [1e-1, 3e-4, 1e-7])
+def test_screening_bound_holds_and_the_choice_is_the_exact_argmin(monkeypatch, tol):
+    """The low-rank screen's SSE is within its slack of the direct SSE, and the chosen alpha is the
+    direct argmin; a loose tolerance leaves most columns to the exact check, a tight one (float64
+    product) almost none."""
+    from brainphase.temporal import loo
+
+    rng = np.random.default_rng(4)
+    L, n, k, m = 3, 300, 8, 60
+    X = rng.standard_normal((L, n, k)) * rng.uniform(0.2, 3.0, (1, 1, k))
+    X -= X.mean(axis=1, keepdims=True)
+    U, s, _ = np.linalg.svd(X, full_matrices=False)
+    Y = X[0] @ rng.standard_normal((k, m)) * rng.uniform(0.0, 0.3, m) + rng.standard_normal((n, m))
+    Y -= Y.mean(0)
+    alphas = np.logspace(-1, 5, 13)
+    seen = []
+    alive = loo._alive
+    monkeypatch.setattr(loo, "_SCREEN_TOL", tol)
+    monkeypatch.setattr(loo, "_alive", lambda sse, slack: seen.append((sse, slack)) or alive(sse, slack))
+    best, Z = loo.loo_best(U, s, Y, Y**2, alphas, 2**24, Y.astype(np.float32))
+    exact = _direct_sse(U, s, Y, alphas)
+    np.testing.assert_array_equal(best, np.argmin(exact, axis=1))
+    np.testing.assert_allclose(Z, U.transpose(0, 2, 1) @ Y, rtol=1e-12, atol=1e-12)
+    sse, slack = np.stack([a for a, _ in seen]), np.stack([b for _, b in seen])
+    assert np.all(np.abs(sse - exact) <= slack)
+    open_ = np.mean([(alive(a, b).sum(axis=0) > 1).mean() for a, b in seen])
+    assert (open_ > 0.3) if tol == 1e-1 else (open_ < 0.1)
+
+
+@pytest.mark.parametrize("spread", [1.0, 1e5, 1e12, "rank-deficient"])
+def test_tall_svd_equals_lapack(spread):
+    """Cholesky QR twice where the design is well enough conditioned, LAPACK's SVD otherwise."""
+    from brainphase.temporal.loo import tall_svd
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((3, 500, 12))
+    if spread == "rank-deficient":
+        X[..., 5] = X[..., 4]
+    else:
+        X *= np.logspace(0, np.log10(spread), 12)
+    X -= X.mean(axis=1, keepdims=True)
+    U, s, Vt = tall_svd(X)
+    s0 = np.linalg.svd(X, compute_uv=False)
+    np.testing.assert_allclose(s, s0, rtol=0, atol=1e-13 * s0.max())
+    np.testing.assert_allclose(U.transpose(0, 2, 1) @ U, np.broadcast_to(np.eye(12), (3, 12, 12)), atol=1e-13)
+    np.testing.assert_allclose((U * s[:, None, :]) @ Vt, X, atol=1e-13 * np.abs(X).max())
+
+
+def test_low_rank_weights_residual_is_within_tolerance():
+    from brainphase.temporal.loo import low_rank_weights
+
+    rng = np.random.default_rng(0)
+    h = rng.random((200, 4)) @ (4.0 / (4.0 + np.logspace(-1, 3, 9)[None, :] * rng.uniform(0.5, 2.0, (4, 1)))) / 50
+    delta = ((1.0 - h.T) ** -2) - 1.0
+    ranks = []
+    for tol in (1e-2, 1e-5, 1e-9):
+        C, B, E = low_rank_weights(delta, tol)
+        np.testing.assert_allclose(C @ B + E, delta, atol=1e-14)
+        assert np.abs(E).max() <= tol
+        ranks.append(B.shape[0])
+    assert ranks[0] < ranks[1] < ranks[2] and ranks[1] < delta.shape[0]
+
+
+def test_float32_epochs_give_the_float64_results(planted):
+    brain, features, groups, times, _ = planted
+    b32 = brain[:, :, ::12].astype(np.float32)
+    a = lag_layer_scores(b32, features, groups)
+    b = lag_layer_scores(b32.astype(np.float64), features, groups)
+    np.testing.assert_array_equal(a.best_alpha, b.best_alpha)
+    np.testing.assert_array_equal(a.r, b.r)
+
+
+# Peak RSS from VmHWM: ru_maxrss of a child process also holds its parent's peak
+# (Linux folds the pre-exec memory's high-water mark into it), here pytest's.
+_BUDGET_JOB = """
+import json, sys
+import numpy as np
+from brainphase.temporal.lagged_ridge import lag_layer_scores
+rng = np.random.default_rng(0)
+n, c, t, layers, d = 3000, 64, 24, 2, 50
+brain = rng.standard_normal((n, c, t)).astype(np.float32)
+targets = [rng.standard_normal((n, d)) for _ in range(layers)]
+groups = np.repeat(np.arange(20), n // 20)
+budget = None if sys.argv[1] == "none" else int(sys.argv[1])
+res = lag_layer_scores(brain, targets, groups, alphas=[1.0, 100.0], dtype=sys.argv[2], budget_bytes=budget)
+np.save(sys.argv[3], np.concatenate([res.r.ravel(), res.best_alpha.ravel()]))
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(json.dumps(int(hwm.split()[1]) * 1024))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_fit_given_a_budget_stays_under_it(tmp_path, dtype):
+    """Peak RSS of a fit in its own process: under its budget (which the unbudgeted fit exceeds),
+    under the predicted peak, with the unbudgeted fit's results."""
+    import os
+    import subprocess
+    import sys
+
+    from brainphase.temporal.memory import TemporalShape, fit_peak_bytes, lags_per_chunk
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")  # no oversubscribed BLAS threads
+
+    def run(budget):
+        out = tmp_path / f"{budget}.npy"
+        proc = subprocess.run([sys.executable, "-c", _BUDGET_JOB, str(budget), dtype, str(out)],
+                              capture_output=True, text=True, timeout=600, check=True, env=env)
+        return int(proc.stdout.split()[-1]), np.load(out)
+
+    # two alphas: the chunk's products, bounded at their worst, do not dwarf what each lag holds
+    shape = TemporalShape(3000, 64, 24, 100, 100, 2400, 600, n_alphas=2)
+    budget = fit_peak_bytes(shape, 2)
+    assert lags_per_chunk(shape, budget) == 2
+    peak, budgeted = run(budget)
+    free_peak, free = run("none")
+    assert free_peak > budget, "the budget does not bind: the test would pass without chunking"
+    assert peak <= budget
+    np.testing.assert_array_equal(budgeted, free)
+
+
+def test_peak_formula_and_a_budget_too_small():
+    from brainphase.temporal.memory import temporal_peak_bytes
+
+    free = temporal_peak_bytes(10_000, 64, 61, 24, 1024, None)  # 2 lags per chunk
+    assert temporal_peak_bytes(10_000, 64, 61, 24, 1024, free - 1) <= free - 1  # 1 lag per chunk
+    assert temporal_peak_bytes(10_000, 64, 61, 24, 1024, None, pca=64) < free
+    assert temporal_peak_bytes(10_000, 64, 61, 24, 1024, 10 * free) <= free  # no more lags than without a budget
+    with pytest.raises(MemoryError, match="mem_mb"):
+        temporal_peak_bytes(10_000, 64, 61, 24, 1024, 2**30)
+    rng = np.random.default_rng(0)
+    with pytest.raises(MemoryError, match="temporal:mem_mb"):
+        lag_layer_scores(rng.standard_normal((200, 4, 3)), [rng.standard_normal((200, 5))], np.arange(200) % 10,
+                         budget_bytes=10 * 2**20)

@@ -195,10 +195,11 @@ def activation_rows(config: dict, counts: dict, results, budget_bytes, rates: di
 
 
 def study_stages(config: dict, counts: dict, subjects, brain_path, budget_of, results,
-                 measured: dict | None = None) -> str:
+                 measured: dict | None = None, epochs_paths=None) -> str:
     """The per-stage lines of the dry-run plan (see :func:`format_stages`).
 
-    ``measured``: the benchmarks' records (default: ``benchmarks/throughput.json``).
+    ``measured``: the benchmarks' records (default: ``benchmarks/throughput.json``);
+    ``epochs_paths``: the MEG subjects' word-epochs files (read for their shapes where they exist).
     """
     from .throughput import default_path, load
 
@@ -210,20 +211,68 @@ def study_stages(config: dict, counts: dict, subjects, brain_path, budget_of, re
     rows = activation_rows(config, counts.get("activations", {}), results, budget_of("activations"), rates)
     rows += encoding_rows(config, list(counts.get("encoding", {})), n_steps, subjects, brain_path,
                           budget_of("encoding"), rates)
-    rows += temporal_rows(counts.get("temporal", {}).get("all", 0), budget_of("temporal"), rates)
+    rows += temporal_rows(config, counts.get("temporal", {}).get("all", 0), epochs_paths or [],
+                          budget_of("temporal"), rates)
     rows += sparse_coding_rows(config, counts, subjects, brain_path, budget_of, results, rates)
     return format_stages(rows, device, machine)
 
 
-def temporal_rows(jobs: int, budget_bytes, rates: dict) -> list[dict]:
-    """The lag x layer fits: MEG shapes (words, sensors) are known only once the epochs are built."""
+def epochs_shape(path) -> tuple[int, int, int] | None:
+    """(words, sensors, lags) of a word-epochs file from its header, or None while it does not exist."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        return None
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return tuple(int(n) for n in f["data"].shape)
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def temporal_rows(config: dict, jobs: int, epochs_paths, budget_bytes, rates: dict) -> list[dict]:
+    """The lag x layer fits: peak from the fit's own formula and time scaled from the benchmark, on the
+    largest subject's epochs and the widest model; "?" while no epochs file exists yet."""
     if not jobs:
         return []
+    from . import study
+    from .planning import model_size
+    from .temporal.memory import temporal_peak_bytes
+
+    row = {"stage": "temporal", "jobs": jobs, "budget_bytes": budget_bytes}
+    shapes = [s for s in (epochs_shape(p) for p in epochs_paths) if s]
+    sizes = [model_size(study.model_entry(config, m)) for m in study.models(config, "temporal")]
+    sizes = [z for z in sizes if z is not None]
+    if not shapes or not sizes:
+        return [{**row, "note": "per-job shapes unknown until the MEG epochs exist (run the word_epochs rules)"
+                 if not shapes else "model size unknown"}]
+    words, channels, lags = max(shapes, key=lambda s: s[0] * s[1] * s[2])
+    size = max(sizes, key=lambda z: (z.n_layers + 1) * z.d_model)
+    cfg = config["temporal"]
+    layers, alphas, splits = size.n_layers + 1, cfg["alphas"]["num"], cfg["cv_splits"]
+    try:
+        row["peak_bytes"] = temporal_peak_bytes(words, channels, lags, layers, size.d_model, budget_bytes,
+                                                n_alphas=alphas, n_splits=splits, pca=cfg["pca"])
+    except MemoryError as err:
+        return [{**row, "note": str(err)}]
     rec = rates.get("temporal")
-    note = ("per-job shapes (words x sensors) unknown until the MEG epochs exist; benchmark: "
-            f"{rec['seconds']:.0f} s for {rec['n_words']} words x {rec['n_channels']} sensors x {rec['n_lags']} lags "
-            f"x {rec['n_layers']} layers" if rec else "no temporal benchmark recorded (run benchmarks/temporal.py)")
-    return [{"stage": "temporal", "jobs": jobs, "budget_bytes": budget_bytes, "note": note}]
+    if not rec:
+        return [{**row, "note": "no temporal benchmark recorded (run benchmarks/temporal.py)"}]
+
+    def work(n_words, n_channels, n_lags, n_fit, n_alphas, n_splits):
+        # The leave-one-out criterion dominates: per fold, lag and alpha, n_train x rank x fitted columns.
+        n_train = n_words - n_words // n_splits
+        return n_splits * n_lags * n_alphas * n_train * min(n_train, n_channels) * n_fit
+
+    fit = layers * (size.d_model if cfg["pca"] is None else min(cfg["pca"], size.d_model))
+    ours = work(words, channels, lags, fit, alphas, splits)
+    bench = work(rec["n_words"], rec["n_channels"], rec["n_lags"], rec["n_layers"] * rec["dim"], rec["n_alphas"],
+                 rec["n_splits"])
+    row["seconds"] = rec.get("seconds_float32", rec["seconds"]) * ours / bench
+    row["note"] = f"{words} words x {channels} sensors x {lags} lags, {layers} layers; scaled from the benchmark"
+    return [row]
 
 
 def sparse_coding_rows(config: dict, counts: dict, subjects, brain_path, budget_of, results, rates: dict) -> list[dict]:

@@ -49,7 +49,9 @@ def stage_plan():
         "crosscoder": {m: len(steps(m)) * len(subjects_of_kind("fmri")) for m in models("crosscoder")},
     }
     subjects = [(dataset_entry(config, s["dataset"]), s["subject"]) for s in subjects_of_kind("fmri")]
-    return study_stages(config, counts, subjects, lambda d, s: BRAIN.format(dataset=d, subject=s), rule_budget, R)
+    epochs = [EPOCHS.format(**s) for s in subjects_of_kind("meg")]
+    return study_stages(config, counts, subjects, lambda d, s: BRAIN.format(dataset=d, subject=s), rule_budget, R,
+                        epochs_paths=epochs)
 
 
 MISSING_INPUTS = missing_inputs(config, {m["name"]: steps(m["name"]) for m in config["models"]

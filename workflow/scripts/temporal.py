@@ -21,7 +21,8 @@ epochs = read_epochs(snakemake.input.epochs)
 names = site_layers(snakemake.input.activations, cfg["site"])
 acts = load_unit_activations(snakemake.input.activations, stimuli, snakemake.input.stimuli, names=names)
 t0 = time.perf_counter()
-table = temporal_table(epochs, [acts[n] for n in names], stimuli, TemporalSettings.from_config(cfg, seed=p.seed))
+table = temporal_table(epochs, [acts[n] for n in names], stimuli,
+                       TemporalSettings.from_config(cfg, seed=p.seed, budget_bytes=snakemake.resources.mem_mb * 2**20))
 log.info("%s/%s %s, context %s: %d layers x %d lags in %.1fs", wc.model, wc.step, cfg["site"], p.context or "full",
          len(names), len(epochs.times), time.perf_counter() - t0)
 ids = {"analysis": "temporal", "model": wc.model, "step": wc.step, "tokens": int(p.tokens),

@@ -18,8 +18,10 @@ array per alpha, and makes ``n_layers * n_lags * n_splits`` calls
 (``benchmarks/temporal.py`` compares the two). Here, per fold and per chunk
 of lags:
 
-* one batched ``np.linalg.svd`` of the stacked centred designs
-  ``X_t = U_t S_t V_t^T`` (shared by every layer and column);
+* one batched thin SVD of the stacked centred designs ``X_t = U_t S_t
+  V_t^T`` (shared by every layer and column; Cholesky QR then the small SVD,
+  :func:`brainphase.temporal.loo.tall_svd`, or LAPACK's with
+  ``dtype="float32"``);
 * for alpha a, with ``f = s^2 / (s^2 + a)``, ``Z = U^T Y`` (Y centred on the
   training mean), fitted values ``U diag(f) Z`` and leverages
   ``h_i = sum_j U_ij^2 f_j``, the LOO residual with an intercept is
@@ -30,20 +32,21 @@ of lags:
       SSE = w^T Y^2 - 2 sum_j f_j Z_j (U^T diag(w) Y)_j
             + (f Z)^T (U^T diag(w) U) (f Z)
 
-  so no (alphas x n_train x columns) residual array is formed: the dominant
-  cost is the single GEMM ``[w_a * U_t^T]_(t, a) @ Y`` with all lags and
-  alphas of the chunk stacked along its rows (``n_alphas * n_channels *
-  n_train * n_columns`` multiply-adds per lag and fold, the same count as
-  sklearn's per-alpha products, but as one large GEMM without the per-alpha
-  elementwise passes);
+  so no (alphas x n_train x columns) residual array is formed. The
+  costly part, ``U^T diag(w_a) Y`` for every alpha (``n_alphas *
+  n_channels * n_train * n_columns`` multiply-adds per lag and fold, the
+  count of sklearn's per-alpha products), runs on a low-rank form of the
+  alphas' weights with a rigorous error bound, and an exact check of the
+  alphas the bound leaves close (:mod:`brainphase.temporal.loo`): ~3 ranks
+  instead of 13 alphas, the same choice;
 * held-out predictions ``((X_test - mean) / std) V diag(s / (s^2 + a_c)) Z``
   plus the training mean, with each column's own alpha gathered, not looped.
 
 Pearson r is accumulated from per-fold sums (targets centred once on all
-words), so predictions are never stored for all lags unless asked for.
-Everything runs in float64 by default, so the alphas match sklearn's choice;
-``dtype="float32"`` rounds only the dominant product's small ``w - 1``
-correction.
+words), so predictions are never stored for all lags unless asked for, and
+the epochs are taken as float64 one chunk of lags at a time. The alphas
+match sklearn's choice by default; ``dtype="float32"`` computes every
+alpha's product with its small ``w - 1`` correction in float32 instead.
 """
 
 from __future__ import annotations
@@ -54,13 +57,9 @@ from typing import Sequence
 import numpy as np
 
 from ..encoding.ridge import grouped_splits
-from ..encoding.stats import constant_columns
-from .loo import loo_best
-
-# Elements of the largest per-chunk temporary, the (lags x alphas x channels x
-# n_train) weighted basis: 2^24 float64 = 128 MB. The (lags x alphas x
-# channels x columns) products are kept under half of that by chunking columns.
-_BLOCK_ELEMENTS = 2**24
+from .held_out import HeldOutSums
+from .loo import loo_best, tall_svd
+from .memory import DEFAULT_MAX_ELEMENTS, TemporalShape, chunk_elements, default_lags, lags_per_chunk
 
 DEFAULT_ALPHAS = np.logspace(-1, 5, 13)
 
@@ -196,7 +195,8 @@ def lag_layer_scores(
     pca: int | None = None,
     return_predictions: bool = False,
     dtype: str = "float64",
-    max_elements: int = _BLOCK_ELEMENTS,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    budget_bytes: int | None = None,
 ) -> LagScores:
     """Cross-validated r of decoding each layer's activations from the brain at each lag.
 
@@ -223,14 +223,18 @@ def lag_layer_scores(
     return_predictions : bool
         Keep the held-out predictions, (n_lags, n_words, n_columns) float64.
     dtype : {"float64", "float32"}
-        Precision of the dominant product of the leave-one-out criterion.
-        "float64": alphas and predictions equal sklearn's ``RidgeCV`` to
-        round-off. "float32": faster and half the memory; only
-        the small ``w - 1`` correction is rounded to float32 (~1e-8 relative
-        error on the LOO errors), so an alpha may differ from float64's where
-        two alphas nearly tie. SVDs, predictions and r stay float64.
+        The leave-one-out criterion (:mod:`brainphase.temporal.loo`).
+        "float64": exact, alphas and predictions equal sklearn's ``RidgeCV``
+        to round-off. "float32": every alpha's ``w - 1`` correction product
+        in float32 (~1e-8 relative error on the LOO errors), so an alpha may
+        differ from float64's where two alphas nearly tie; slower than
+        "float64". SVDs, predictions and r stay float64.
     max_elements : int
-        Memory bound: elements of the largest per-chunk temporary (float64).
+        Memory bound: elements of the largest per-chunk product (float64).
+    budget_bytes : int or None
+        Memory budget of the whole fit, inputs included
+        (:mod:`brainphase.temporal.memory`): lags are fitted in chunks small
+        enough to stay within it; MemoryError when one lag does not fit.
 
     Returns
     -------
@@ -247,61 +251,78 @@ def lag_layer_scores(
     del layers
     offsets = Yall.mean(0)
     Yall -= offsets
-    bT = np.ascontiguousarray(brain.transpose(2, 0, 1))  # (n_lags, n_words, n_channels)
-    del brain
 
     splits = grouped_splits(groups, n_splits)
-    best_alpha, sums, predictions = _cross_validate(bT, Yall, splits, layer_cols, fit_cols, alphas, pca, dtype,
-                                                    max_elements, return_predictions)
+    shape = TemporalShape(*brain.shape, Yall.shape[1], fit_cols[-1].stop, max(len(tr) for tr, _ in splits),
+                          max(len(te) for _, te in splits), alphas.size, len(splits), brain.itemsize,
+                          pca is not None, return_predictions)
+    best_alpha, sums, predictions = _cross_validate(brain, Yall, splits, layer_cols, fit_cols, alphas, pca, dtype,
+                                                    _bounds(shape, budget_bytes, max_elements), return_predictions)
     if predictions is not None:
         predictions += offsets  # undo the global centring
-    r_columns, r = _correlations(*sums, Yall, layer_cols)
-    return LagScores(
-        r=r, r_columns=r_columns, best_alpha=best_alpha, alphas=alphas,
-        layer_columns=layer_cols, fit_columns=fit_cols, splits=splits,
-        predictions=predictions,
-    )
+    r_columns, r = sums.correlations(Yall, layer_cols)
+    return LagScores(r=r, r_columns=r_columns, best_alpha=best_alpha, alphas=alphas, layer_columns=layer_cols,
+                     fit_columns=fit_cols, splits=splits, predictions=predictions)
 
 
-def _cross_validate(bT: np.ndarray, Yall: np.ndarray, splits: list, layer_cols: list, fit_cols: list,
-                    alphas: np.ndarray, pca: int | None, dtype: str, max_elements: int, return_predictions: bool):
+def _bounds(shape: TemporalShape, budget_bytes: int | None, max_elements: int) -> tuple[int, int]:
+    """(max_elements, most lags per chunk) of a fit that stays within ``budget_bytes`` (None: no budget)."""
+    if budget_bytes is None:
+        return max_elements, shape.n_lags
+    lags = min(lags_per_chunk(shape, budget_bytes), default_lags(shape, max_elements))
+    return min(max_elements, chunk_elements(shape, lags)), lags
+
+
+def _cross_validate(brain: np.ndarray, Yall: np.ndarray, splits: list, layer_cols: list, fit_cols: list,
+                    alphas: np.ndarray, pca: int | None, dtype: str, bounds: tuple, return_predictions: bool):
     """Fit every outer fold, chunk by chunk of lags.
 
-    bT (n_lags, n_words, n_channels); Yall (n_words, n_columns) centred.
+    brain (n_words, n_channels, n_lags), any float dtype: each chunk's lags are
+    taken as float64 when fitted, so no float64 copy of all lags is held;
+    Yall (n_words, n_columns) centred; bounds: (max_elements, most lags per chunk).
     Returns the chosen alphas (n_folds, n_lags, n_fit_columns), the sums of
-    P, P^2 and P Y per (lag, column) over the held-out predictions P, and the
-    predictions themselves (or None).
+    the held-out predictions (:class:`HeldOutSums`), and the predictions
+    themselves (or None). The exact criterion's folds add their sums from the
+    prediction's factors when no prediction is kept; the float32 criterion's
+    form P, whose sums the workflow's tables were computed with.
     """
-    n_lags, n_words, n_channels = bT.shape
+    n_words, n_channels, n_lags = brain.shape
+    max_elements, max_lags = bounds
     n_cols = layer_cols[-1].stop
     best_alpha = np.empty((len(splits), n_lags, fit_cols[-1].stop))
-    sum_p = np.zeros((n_lags, n_cols))
-    sum_pp = np.zeros((n_lags, n_cols))
-    sum_py = np.zeros((n_lags, n_cols))
+    sums = HeldOutSums(n_lags, n_cols)
+    factored = dtype == "float64" and pca is None and not return_predictions
     predictions = np.empty((n_lags, n_words, n_cols)) if return_predictions else None
     for k_fold, (train, test) in enumerate(splits):
         fold = _FoldTargets(Yall, layer_cols, train, None if pca is None else int(pca))
         Yte = Yall[test]
-        Y32 = fold.Y.astype(np.float32) if dtype == "float32" else None
+        Y32 = fold.Y.astype(np.float32)
         n_tr, rank = len(train), min(len(train), n_channels)
-        step = max(1, min(n_lags, max_elements // (alphas.size * rank * n_tr)))
+        step = max(1, min(max_lags, max_elements // (alphas.size * rank * n_tr)))
         for t0 in range(0, n_lags, step):
             lags = slice(t0, min(t0 + step, n_lags))
-            best, P = _fit_predict(bT[lags], train, test, fold, alphas, max_elements, Y32)
+            X = np.ascontiguousarray(brain[:, :, lags].transpose(2, 0, 1), dtype=np.float64)  # (L, words, channels)
+            best, A, W = _fit_predict(X, train, test, fold, alphas, max_elements, Y32, dtype)
             best_alpha[k_fold, lags] = alphas[best]
-            P = fold.back_project(P, layer_cols, fit_cols)  # (L, n_test, n_cols)
-            sum_p[lags] += P.sum(axis=1)
-            sum_pp[lags] += np.einsum("lnc,lnc->lc", P, P)
-            sum_py[lags] += np.einsum("lnc,nc->lc", P, Yte)
-            if predictions is not None:
-                predictions[lags][:, test] = P
-        del fold
-    return best_alpha, (sum_p, sum_pp, sum_py), predictions
+            if factored:
+                sums.add_factored(lags, A, W, fold.mean, Yte)
+            else:
+                P = fold.back_project(A @ W, layer_cols, fit_cols)  # (L, n_test, n_cols)
+                sums.add(lags, P, Yte)
+                if predictions is not None:
+                    predictions[lags][:, test] = P
+                del P
+            del X, A, W
+        del fold, Y32, Yte  # before the next fold's copies
+    return best_alpha, sums, predictions
 
 
 def _checked(brain, targets, groups, alphas, pca, dtype):
-    """The inputs of :func:`lag_layer_scores` as float64 arrays; ValueError on a bad one."""
-    brain = np.asarray(brain, dtype=np.float64)
+    """The inputs of :func:`lag_layer_scores` (brain kept at its float dtype, the rest float64);
+    ValueError on a bad one."""
+    brain = np.asarray(brain)
+    if not np.issubdtype(brain.dtype, np.floating):
+        brain = brain.astype(np.float64)
     if brain.ndim != 3:
         raise ValueError(f"brain must be (n_words, n_channels, n_lags), got shape {brain.shape}")
     n_words = brain.shape[0]
@@ -316,7 +337,8 @@ def _checked(brain, targets, groups, alphas, pca, dtype):
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     if pca is not None and (int(pca) != pca or pca < 1):
         raise ValueError(f"pca must be a positive integer or None, got {pca!r}")
-    if not np.isfinite(brain).all() or not all(np.isfinite(Y).all() for Y in layers):
+    finite = all(np.isfinite(brain[:, :, t:t + 8]).all() for t in range(0, brain.shape[2], 8))  # no full mask
+    if not finite or not all(np.isfinite(Y).all() for Y in layers):
         raise ValueError("brain and targets must be finite")
     return brain, layers, groups, alphas
 
@@ -328,18 +350,20 @@ def _column_slices(widths: Sequence[int]) -> list[slice]:
 
 
 def _fit_predict(X: np.ndarray, train: np.ndarray, test: np.ndarray, fold: _FoldTargets, alphas: np.ndarray,
-                 max_elements: int, Y32: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Fit one fold at a chunk of lags; the chosen alphas and the held-out predictions.
+                 max_elements: int, Y32: np.ndarray, dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit one fold at a chunk of lags; the chosen alphas and the held-out predictions' factors.
 
     X (L, n_words, n_channels): the brain at L lags. Returns best (L, n_fit)
-    indices into ``alphas`` and predictions (L, n_test, n_fit) around the
-    training mean of the fitted columns.
+    indices into ``alphas``, and A (L, n_test, k) and W (L, k, n_fit) with
+    ``A @ W`` the predictions around the training mean of the fitted columns.
     """
     Xtr = X[:, train]
     mean, scale = _standardise(Xtr)
-    U, s, Vt = np.linalg.svd((Xtr - mean) / scale, full_matrices=False)
-    del Xtr
-    best, Z = loo_best(U, s, fold.Y, fold.Y2, alphas, max_elements, Y32)
+    Xs = (Xtr - mean) / scale
+    # float32 keeps LAPACK's SVD, which the workflow's tables were computed with
+    U, s, Vt = tall_svd(Xs) if dtype == "float64" else np.linalg.svd(Xs, full_matrices=False)
+    del Xtr, Xs
+    best, Z = loo_best(U, s, fold.Y, fold.Y2, alphas, max_elements, Y32, dtype)
     del U
     # held-out predictions, each column with its own alpha
     d = s[:, None, :] / (s[:, None, :] ** 2 + alphas[None, :, None])  # (L, A, k)
@@ -347,22 +371,4 @@ def _fit_predict(X: np.ndarray, train: np.ndarray, test: np.ndarray, fold: _Fold
     L = d.shape[0]
     d_sel = d[np.arange(L)[:, None], best, :].transpose(0, 2, 1)  # (L, k, m)
     Xte = (X[:, test] - mean) / scale
-    return best, (Xte @ Vt.transpose(0, 2, 1)) @ (d_sel * Z)
-
-
-def _correlations(sum_p, sum_pp, sum_py, Yall: np.ndarray, layer_cols: list) -> tuple[np.ndarray, np.ndarray]:
-    """Pearson r per (lag, column) from the accumulated sums, and its mean per (layer, lag)."""
-    n = float(Yall.shape[0])
-    var_p = sum_pp - sum_p**2 / n
-    var_y = np.einsum("nc,nc->c", Yall, Yall) - Yall.sum(0) ** 2 / n
-    cov = sum_py - sum_p * Yall.sum(0) / n
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r_columns = np.clip(cov / np.sqrt(var_p * var_y), -1.0, 1.0)
-    undefined = (var_p <= 0) | constant_columns(Yall)[None, :]
-    r_columns[undefined] = np.nan
-    r = np.full((len(layer_cols), r_columns.shape[0]), np.nan)
-    for i, sl in enumerate(layer_cols):
-        block = r_columns[:, sl]
-        ok = np.isfinite(block).any(axis=1)
-        r[i, ok] = np.nanmean(block[ok], axis=1)
-    return r_columns, r
+    return best, Xte @ Vt.transpose(0, 2, 1), d_sel * Z

@@ -36,12 +36,15 @@ class TemporalSettings:
     dtype: str = "float32"
     """Precision of the leave-one-out criterion's dominant product; "float64" equals
     scikit-learn's ``RidgeCV`` to round-off."""
+    budget_bytes: int | None = None
+    """Memory the fit may hold (the job's ``mem_mb``); it fits as many lags at once as stay
+    within it and raises MemoryError when one lag does not (None: a fixed bound on its products)."""
 
     @classmethod
-    def from_config(cls, cfg: dict, seed: int) -> TemporalSettings:
+    def from_config(cls, cfg: dict, seed: int, budget_bytes: int | None = None) -> TemporalSettings:
         """Settings from the config's ``temporal`` section (``dtype`` keeps its default)."""
         return cls(alphas=alpha_grid(cfg), n_splits=cfg["cv_splits"], pca=cfg["pca"], n_perm=cfg["n_perm"],
-                   seed=seed)
+                   seed=seed, budget_bytes=budget_bytes)
 
 
 def temporal_table(epochs: WordEpochs, layers: Sequence[np.ndarray], stimuli: pd.DataFrame,
@@ -60,7 +63,7 @@ def temporal_table(epochs: WordEpochs, layers: Sequence[np.ndarray], stimuli: pd
         raise ValueError(f"layers {bad} have a row count other than the stimulus table's {n_rows}")
     targets = [np.asarray(a, dtype=np.float64)[epochs.rows] for a in layers]
     scores = lag_layer_scores(epochs.data, targets, epochs.run, alphas=s.alphas, n_splits=s.n_splits, pca=s.pca,
-                              dtype=s.dtype)
+                              dtype=s.dtype, budget_bytes=s.budget_bytes)
     peaks = peak_lags(scores.r, epochs.times)
     rho, p = path_statistic(peaks, n_perm=s.n_perm, seed=s.seed)
     n_layers, n_lags = scores.r.shape
