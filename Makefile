@@ -3,17 +3,22 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+# Extras of the package to install: `make setup EXTRAS=test,slurm` for `--profile profiles/slurm`.
+EXTRAS ?= test
+STAMP  := $(VENV)/.installed-$(shell (cat pyproject.toml constraints.txt; echo $(EXTRAS)) | cksum | cut -d' ' -f1)
 CORES  ?= all
 # Tests and CI: no hub, no dataset downloads, one thread per process.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup demo demo-check test dry-run lint clean
+.PHONY: setup demo demo-check test test-config dry-run lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# constraints.txt pins torch to the CPU wheel: without it pip may pull a multi-GB CUDA build.
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	@# The SLURM plugin was once a core dependency; left installed, it queries SLURM's
+	@# controller on every Snakemake call (~9 s where a client is installed and none answers).
+	@case ',$(EXTRAS),' in *,slurm,*) ;; *) $(BIN)/pip uninstall -q -y snakemake-executor-plugin-slurm 2>/dev/null || true;; esac
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -31,6 +36,15 @@ dry-run: setup
 
 lint: setup
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+# Rewrites Snakefile and workflow/rules/*.smk in snakefmt's style (`make lint` checks it).
+format: setup
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+# The micro config as the Snakemake workflow catalog runs a workflow's .test folder.
+test-config: setup
+	$(TEST_ENV) $(BIN)/snakemake -d .test --cores 2
 
 test: setup
 	$(TEST_ENV) $(BIN)/python -m pytest

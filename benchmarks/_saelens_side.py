@@ -1,9 +1,18 @@
-"""The sae-lens side of ``benchmarks/sae.py``: train its TopK SAE on the benchmark's tokens, write what it measured.
+"""The sae-lens side of ``benchmarks/sae.py`` and of the SAE export test, run in ``benchmarks/.venv-saelens``.
 
-Run by ``benchmarks/sae.py`` with the python of ``benchmarks/.venv-saelens`` (sae-lens
-is never a dependency of the project), as::
+sae-lens is never a dependency of the project (``_saelens_env.py`` makes the
+environment). Two modes::
 
     python _saelens_side.py WORKDIR
+    python _saelens_side.py --load SAE_FOLDER WORKDIR
+
+The second loads an SAE that brainphase exported (``SAE.load_from_disk``,
+sae_lens/saes/sae.py), encodes and decodes ``WORKDIR/x.npy`` (float32 model
+activations, one token a row) with sae-lens's own code, and writes
+``codes.npy``, ``x_hat.npy`` (decode of the codes), ``forward.npy`` (its
+``forward``), ``codes_folded.npy`` (the codes after ``fold_W_dec_norm``, which
+SAEDashboard calls) and ``result.json`` (the loaded class and config). The first,
+the benchmark's, is described below.
 
 WORKDIR holds ``config.json`` (the shared settings), ``train.npy`` (the
 normalised training tokens, float32, in memory like the in-memory iterator
@@ -69,6 +78,34 @@ def main(workdir: str) -> int:
     return 0
 
 
+def load(folder: str, workdir: str) -> int:
+    import torch
+    from sae_lens import SAE
+
+    work = Path(workdir)
+    sae = SAE.load_from_disk(folder)
+    x = torch.from_numpy(np.load(work / "x.npy"))
+    with torch.no_grad():
+        codes = sae.encode(x)
+        # decode undoes the rescaling of the encode call just before it (constant_norm_rescale keeps the norms).
+        x_hat = sae.decode(codes)
+        forward = sae(x)
+        # What SAEDashboard does to an SAE before it reads its features.
+        sae.fold_W_dec_norm()
+        folded = sae.encode(x)
+    for name, array in (("codes", codes), ("x_hat", x_hat), ("forward", forward), ("codes_folded", folded)):
+        np.save(work / f"{name}.npy", array.numpy())
+    cfg = sae.cfg.to_dict()
+    (work / "result.json").write_text(json.dumps({
+        "class": type(sae).__name__, "architecture": cfg["architecture"], "k": cfg["k"], "d_in": cfg["d_in"],
+        "d_sae": cfg["d_sae"], "normalize_activations": cfg["normalize_activations"],
+        "hook_name": sae.cfg.metadata.hook_name, "model_name": sae.cfg.metadata.model_name,
+        "decoder_norm_max_deviation": float((sae.W_dec.norm(dim=-1) - 1).abs().max())}, default=str))
+    return 0
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TQDM_DISABLE", "1")
+    if sys.argv[1] == "--load":
+        raise SystemExit(load(sys.argv[2], sys.argv[3]))
     raise SystemExit(main(sys.argv[1]))

@@ -5,7 +5,8 @@ Run as::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/sae.py
 
 sae-lens is never one of the project's dependencies: the first run creates
-``benchmarks/.venv-saelens`` (git-ignored) and installs into it
+``benchmarks/.venv-saelens`` (git-ignored; ``benchmarks/_saelens_env.py``,
+shared with the SAE export test) and installs into it
 ``sae-lens==6.54.12`` and ``torch==2.13.0`` (the project's
 ``constraints.txt``), a few minutes; ``--saelens-python`` points at another
 interpreter that has them. The sae-lens side runs as a subprocess
@@ -51,9 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
+from _saelens_env import saelens_python
+
 HERE = Path(__file__).resolve().parent
-VENV = HERE / ".venv-saelens"
-PINS = ("sae-lens==6.54.12", "torch==2.13.0")
 D_IN, N_LATENTS, K, BATCH, LR, WARMUP, DEAD_WINDOW = 512, 8192, 32, 1024, 0.004, 19, 32
 
 
@@ -70,19 +71,6 @@ def make_tokens(n: int, seed: int = 0, n_atoms: int = N_LATENTS, max_active: int
         coef = (rng.uniform(0.5, 1.5, (m, max_active)) * on).astype(np.float32)
         x[lo:lo + m] = np.einsum("nk,nkd->nd", coef, atoms[which]) + noise * rng.standard_normal((m, D_IN))
     return x, atoms
-
-
-def saelens_python(path: str | None) -> str:
-    """The interpreter of the sae-lens side, creating ``benchmarks/.venv-saelens`` on first use."""
-    if path:
-        return path
-    python = VENV / "bin" / "python"
-    if not python.exists():
-        print(f"creating {VENV} with {' '.join(PINS)} (once)", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-c", str(HERE.parent / "constraints.txt"),
-                        *PINS], check=True)
-    return str(python)
 
 
 def fvu(x: np.ndarray, x_hat: np.ndarray) -> float:

@@ -30,7 +30,12 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.C
     )
 
 
-def make_workdir(tmp: Path, config: Path | str = REPO / "tests/data/micro.yaml") -> Path:
+# The micro config, where the Snakemake workflow catalog looks for a test config
+# (`snakemake -d .test`); tests/data/micro.yaml links to it.
+MICRO_CONFIG = REPO / ".test/config/config.yaml"
+
+
+def make_workdir(tmp: Path, config: Path | str = MICRO_CONFIG) -> Path:
     (tmp / "config").mkdir(parents=True, exist_ok=True)
     shutil.copy(config, tmp / "config/config.yaml")
     return tmp

@@ -53,17 +53,37 @@ def test_duplicate_model_names(config):
         validate_config(config)
 
 
+def _pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
 def test_conda_env_pins_agree_with_pyproject():
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = _pyproject()
+    deps = project["dependencies"]
+    extras = [d for group in project["optional-dependencies"].values() for d in group]
+    assert all("==" in d for d in deps + extras), "every dependency and extra is pinned exactly"
     pins = dict(d.split("==") for d in deps)
-    assert all("==" in d for d in deps), "every dependency is pinned exactly"
+    known = pins | dict(d.split("==") for d in extras)
     for env in (REPO / "envs").glob("*.yaml"):
         spec = yaml.safe_load(env.read_text())
         pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
         env_pins = dict(p.split("==") for p in pip if "==" in p)
         for name, version in env_pins.items():
-            assert pins.get(name) == version, f"{env.name}: {name}=={version} vs pyproject {pins.get(name)}"
+            assert known.get(name) == version, f"{env.name}: {name}=={version} vs pyproject {known.get(name)}"
         assert set(pins) <= set(env_pins), f"{env.name} lacks {set(pins) - set(env_pins)}"
+
+
+def test_slurm_plugin_is_an_extra_not_a_dependency():
+    """Installed, the plugin queries SLURM's controller whenever Snakemake starts (~9 s
+    where none answers), so only `.[slurm]` brings it; the rules' envs do not need it."""
+    project = _pyproject()
+    plugin = "snakemake-executor-plugin-slurm"
+    assert not [d for d in project["dependencies"] if d.startswith(plugin)]
+    assert [d.split("==")[0] for d in project["optional-dependencies"]["slurm"]] == [plugin]
+    assert not [d for d in project["optional-dependencies"]["test"] if d.startswith(plugin)]
+    for env in (REPO / "envs").glob("*.yaml"):
+        # Jobs run Snakemake from the submitting environment; a rule's env only runs its script.
+        assert plugin not in env.read_text(), f"{env.name} installs {plugin}, which no rule's script imports"
 
 
 def test_unknown_demo_task_named(config):

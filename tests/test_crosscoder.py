@@ -401,7 +401,7 @@ def test_streamed_and_in_memory_jobs_fit_the_same_weights(tmp_path):
 
     from brainphase.crosscoder.memory import crosscoder_peak_bytes
     from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
-    from brainphase.crosscoder.store import open_brain
+    from brainphase.contracts.brain import read_brain
 
     write_subject(tmp_path, 400, 50, 12)
     stim, cfg = pd.read_parquet(tmp_path / "stim.parquet"), job_config()
@@ -409,9 +409,9 @@ def test_streamed_and_in_memory_jobs_fit_the_same_weights(tmp_path):
     spill.mkdir()
     # Budget one byte short of holding the responses in memory: the job must stream them.
     budget = crosscoder_peak_bytes(400 - 10 * 4, 50, 12, 16, 64) - 1
-    with open_brain(tmp_path / "brain.h5") as brain:
-        results = [run_checkpoint_crosscoder(np.load(tmp_path / "acts.npy"), stim, brain, cfg, budget_bytes=b,
-                                             tmpdir=str(spill)) for b in (None, budget)]
+    brain = read_brain(tmp_path / "brain.h5", on_disk=True)
+    results = [run_checkpoint_crosscoder(np.load(tmp_path / "acts.npy"), stim, brain, cfg, budget_bytes=b,
+                                         tmpdir=str(spill)) for b in (None, budget)]
     for fit in ("real", "shuffled"):
         for name in ("W_brain", "W_lm", "b_enc"):
             a, b = (getattr(r.models[fit], name) for r in results)
@@ -429,7 +429,7 @@ import numpy as np, pandas as pd, torch
 torch.set_num_threads(1)
 from brainphase.crosscoder.memory import BASE_BYTES, crosscoder_peak_bytes, streams_responses
 from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
-from brainphase.crosscoder.store import open_brain
+from brainphase.contracts.brain import read_brain
 
 def high_water_mark():
     status = open("/proc/self/status").read()
@@ -440,12 +440,12 @@ directory, cfg, budget = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.ar
 baseline = high_water_mark()
 stim = pd.read_parquet(directory + "/stim.parquet")
 acts = np.load(directory + "/acts.npy")
-with open_brain(directory + "/brain.h5") as brain:
-    shape = (sum(r.data.shape[0] - 2 * cfg["trim"] for r in brain.runs.values()), brain.coords.shape[0],
-             acts.shape[1], cfg["d_latent"], cfg["batch_size"])
-    n_units = len(acts)
-    run_checkpoint_crosscoder(acts, stim, brain, cfg, budget_bytes=budget, tmpdir=directory)
-    del acts
+brain = read_brain(directory + "/brain.h5", on_disk=True)
+shape = (sum(r.data.shape[0] - 2 * cfg["trim"] for r in brain.runs.values()), brain.coords.shape[0],
+         acts.shape[1], cfg["d_latent"], cfg["batch_size"])
+n_units = len(acts)
+run_checkpoint_crosscoder(acts, stim, brain, cfg, budget_bytes=budget, tmpdir=directory)
+del acts
 peak = high_water_mark()
 print(json.dumps({"used": peak - baseline, "streamed": streams_responses(*shape, budget, n_units),
                   "predicted": crosscoder_peak_bytes(*shape, budget, n_units) - BASE_BYTES}))

@@ -107,31 +107,33 @@ def test_disk_store_gathers_the_rows_asked_in_their_order(tmp_path):
         assert np.array_equal(ShuffledRows(disk, perm).gather(np.arange(5)), mem.gather(perm[:5]))
 
 
-def test_open_brain_reads_lazily_and_names_bad_runs(tmp_path):
+def test_brain_on_disk_reads_lazily_and_names_bad_runs(tmp_path):
     import h5py
 
-    from brainphase.contracts.brain import write_brain
+    from brainphase.contracts.brain import RunOnDisk, read_brain, write_brain
     from brainphase.contracts.stimuli import DataError
-    from brainphase.crosscoder.store import RowStore, open_brain, zscore_into
+    from brainphase.crosscoder.store import RowStore, zscore_into
 
     _, brain = _world(n_runs=3, n_trs=12)
     write_brain(tmp_path / "s.h5", brain.runs, brain.tr, brain.coords)
-    with open_brain(tmp_path / "s.h5") as lazy:
-        assert isinstance(lazy.runs["story00"].data, h5py.Dataset) and lazy.tr == brain.tr
-        assert [r.split for r in lazy.runs.values()] == [r.split for r in brain.runs.values()]
-        with RowStore(3 * 8, 7) as a, RowStore(3 * 8, 7) as b:
-            zscore_into(a, [r.data for r in lazy.runs.values()], 2, list(lazy.runs))
-            zscore_into(b, [r.data for r in brain.runs.values()], 2, list(brain.runs))
-            assert np.array_equal(a.array, b.array)
+    lazy = read_brain(tmp_path / "s.h5", on_disk=True)
+    assert isinstance(lazy.runs["story00"].data, RunOnDisk) and lazy.tr == brain.tr
+    assert [r.split for r in lazy.runs.values()] == [r.split for r in brain.runs.values()]
+    with RowStore(3 * 8, 7) as a, RowStore(3 * 8, 7) as b:
+        zscore_into(a, [r.data for r in lazy.runs.values()], 2, list(lazy.runs))
+        zscore_into(b, [r.data for r in brain.runs.values()], 2, list(brain.runs))
+        assert np.array_equal(a.array, b.array)
     with h5py.File(tmp_path / "s.h5", "r+") as f:
         f["runs/test01/data"][4, 3] = np.nan
-    with open_brain(tmp_path / "s.h5") as lazy, RowStore(3 * 8, 7) as st:
-        with pytest.raises(DataError, match="test01: 1 column.*NaN or inf"):
-            zscore_into(st, [r.data for r in lazy.runs.values()], 2, list(lazy.runs))
+    with pytest.raises(DataError, match="run test01 contains NaN or inf"):
+        read_brain(tmp_path / "s.h5", on_disk=True)
+    with RowStore(3 * 8, 7) as st, pytest.raises(DataError, match="test01: 1 column.*NaN or inf"):
+        zscore_into(st, [r.data for r in lazy.runs.values()], 2, list(lazy.runs))
     with h5py.File(tmp_path / "s.h5", "r+") as f:
+        f["runs/test01/data"][4, 3] = 0.0
         f["runs/story00"].attrs["split"] = "Train"
-    with pytest.raises(DataError, match="split 'Train'"), open_brain(tmp_path / "s.h5"):
-        pass
+    with pytest.raises(DataError, match="split 'Train'"):
+        read_brain(tmp_path / "s.h5", on_disk=True)
 
 
 def test_memory_plan_streams_only_when_memory_runs_short():

@@ -100,7 +100,7 @@ def test_new_checkpoint_of_a_trained_model_schedules_only_its_jobs(micro_run, tm
         # one activation job per stimulus set: the stories, each probed task's prompts, the SAE corpus
         "activations_toy": 2 + len(cfg["probing"]["tasks"]),
         "lm_eval": len(cfg["evals"]["tasks"]), "probing": len(cfg["probing"]["tasks"]), "sae": 1,
-        "temporal": n_meg, "fingerprint_checkpoint": 1,
+        "sae_export": 1, "temporal": n_meg, "fingerprint_checkpoint": 1,
     }
     tables = {r: 1 for r in ("aggregate_encoding", "aggregate_evals", "aggregate_probing", "phases",
                              "aggregate_sae", "sae_matching", "aggregate_crosscoder", "aggregate_temporal",
@@ -165,7 +165,8 @@ ANALYSIS_PARAMS = {
     "encoding": ("n_perm", 20, lambda c, n, f: {"encoding": n * f, "aggregate_encoding": 1, "phases": 1,
                                                 "plot_encoding_trajectory": 1, "plot_encoding_maps": 1,
                                                 "plot_phases": 1}),
-    "sae": ("k", 3, lambda c, n, f: {"sae": n + int(c["sae"]["seed_baseline"]), "aggregate_sae": 1,
+    "sae": ("k", 3, lambda c, n, f: {"sae": n + int(c["sae"]["seed_baseline"]),
+                                     "sae_export": n + int(c["sae"]["seed_baseline"]), "aggregate_sae": 1,
                                      "sae_matching": 1, "plot_sae": 1}),
 }
 

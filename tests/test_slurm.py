@@ -4,12 +4,20 @@ runs through `--profile profiles/slurm`, every job an sbatch submission.
 
 Set BRAINPHASE_SKIP_SLURM=1 to skip (e.g. without root or apt); otherwise a
 cluster that does not come up fails the tests with the script's output.
+
+The SLURM executor plugin is the package's `slurm` extra, not a dependency: the
+runs here use this Python if it has the plugin, else a virtual environment
+layered over this one with only the extra added.
 """
 
+import importlib.util
 import os
 import re
 import subprocess
+import sys
+import sysconfig
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE, make_workdir, run_snakemake
+from conftest import REPO, make_workdir
 
 START = REPO / "cluster/start_slurm.sh"
 SLURM_BASE = Path(os.environ.get("SLURM_BASE", "/tmp/brainphase-slurm"))
@@ -34,8 +42,40 @@ FAST_STATUS = (
 )
 
 
+PLUGIN = "snakemake_executor_plugin_slurm"
+
+
 def _sh(*cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def slurm_python(tmp_path_factory) -> str:
+    """A Python with the `slurm` extra: this one if it has the plugin, else a venv whose
+    only packages are the extra's, on top of this environment's (a .pth file adds this
+    site-packages with site.addsitedir, so its editable install and pins stay in force)."""
+    if importlib.util.find_spec(PLUGIN) is not None:
+        return sys.executable
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["slurm"]
+    venv = tmp_path_factory.mktemp("slurm-extra-venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+    python = venv / "bin/python"
+    site_dir = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    base = sysconfig.get_paths()["purelib"]
+    (Path(site_dir) / "_brainphase_base.pth").write_text(f"import site; site.addsitedir({base!r})\n")
+    proc = subprocess.run([python, "-m", "pip", "install", "-q", "-c", str(REPO / "constraints.txt"), *extra],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.skip(f"the slurm extra ({', '.join(extra)}) could not be installed (pip exit {proc.returncode}: "
+                    f"{proc.stderr.strip()[-800:]}); install it with pip install -c constraints.txt -e '.[slurm]'")
+    return str(python)
+
+
+def _snakemake(python: str, *args: str, timeout: int) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    return subprocess.run([python, "-m", "snakemake", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +114,10 @@ def _run_id(out: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _run_on_slurm(wd: Path, *args: str, timeout: int) -> subprocess.CompletedProcess:
+def _run_on_slurm(python: str, wd: Path, *args: str, timeout: int) -> subprocess.CompletedProcess:
     try:
-        return run_snakemake(wd, "--profile", str(REPO / "profiles/slurm"), *FAST_STATUS, *args, timeout=timeout)
+        return _snakemake(python, "-s", str(REPO / "Snakefile"), "-d", str(wd),
+                          "--profile", str(REPO / "profiles/slurm"), *FAST_STATUS, *args, timeout=timeout)
     except subprocess.TimeoutExpired as err:
         out = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or "")
         out += (err.stderr or b"").decode() if isinstance(err.stderr, bytes) else (err.stderr or "")
@@ -102,7 +143,7 @@ SLURM_ANALYSES = ["encoding", "crosscoder", "sae"]
 
 
 @pytest.fixture(scope="session")
-def slurm_micro_run(slurm_cluster, tmp_path_factory):
+def slurm_micro_run(slurm_cluster, slurm_python, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slurm")
     wd = make_workdir(tmp / "wd")
     cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
@@ -113,8 +154,8 @@ def slurm_micro_run(slurm_cluster, tmp_path_factory):
     (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     wprof = _cpu_workflow_profile(tmp / "workflow_profile")
     start = time.monotonic()
-    proc = _run_on_slurm(wd, "--workflow-profile", str(wprof), "--slurm-keep-successful-logs", "--retries", "0",
-                         timeout=MICRO_TIMEOUT)
+    proc = _run_on_slurm(slurm_python, wd, "--workflow-profile", str(wprof), "--slurm-keep-successful-logs",
+                         "--retries", "0", timeout=MICRO_TIMEOUT)
     seconds = time.monotonic() - start
     print(f"\nmicro config ({', '.join(SLURM_ANALYSES)}) on SLURM: {seconds:.0f} s")
     return wd, proc, seconds
@@ -192,14 +233,12 @@ rule fails:
 """
 
 
-def test_a_job_failing_on_slurm_fails_the_run(slurm_cluster, tmp_path):
+def test_a_job_failing_on_slurm_fails_the_run(slurm_cluster, slurm_python, tmp_path):
     (tmp_path / "Snakefile").write_text(THROWAWAY)
-    proc = subprocess.run(
-        [SNAKEMAKE, "-s", str(tmp_path / "Snakefile"), "-d", str(tmp_path), "--workflow-profile", "none",
-         "--profile", str(REPO / "profiles/slurm"), *FAST_STATUS, "--retries", "0", "--keep-going",
-         "--latency-wait", "5"],
-        capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"),
+    proc = _snakemake(
+        slurm_python, "-s", str(tmp_path / "Snakefile"), "-d", str(tmp_path), "--workflow-profile", "none",
+        "--profile", str(REPO / "profiles/slurm"), *FAST_STATUS, "--retries", "0", "--keep-going",
+        "--latency-wait", "5", timeout=300,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-4000:]
@@ -215,15 +254,40 @@ def test_a_job_failing_on_slurm_fails_the_run(slurm_cluster, tmp_path):
     assert logs and "about to fail" in logs[0].read_text()
 
 
-def test_gpu_resource_becomes_sbatch_gpus(slurm_cluster, tmp_path):
+def test_gpu_resource_becomes_sbatch_gpus(slurm_cluster, slurm_python, tmp_path):
     """gpu: 1 reaches sbatch as --gpus=1 (which this GPU-less node refuses)."""
     (tmp_path / "Snakefile").write_text('rule g:\n    output: "g.txt"\n    resources: gpu=1\n'
                                         '    shell: "touch {output}"\n')
-    proc = subprocess.run(
-        [SNAKEMAKE, "-s", str(tmp_path / "Snakefile"), "-d", str(tmp_path), "--workflow-profile", "none",
-         "--profile", str(REPO / "profiles/slurm"), *FAST_STATUS, "--retries", "0"],
-        capture_output=True, text=True, timeout=300,
+    proc = _snakemake(
+        slurm_python, "-s", str(tmp_path / "Snakefile"), "-d", str(tmp_path), "--workflow-profile", "none",
+        "--profile", str(REPO / "profiles/slurm"), *FAST_STATUS, "--retries", "0", timeout=300,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-4000:]
     assert "--gpus=1" in out and "Invalid generic resource" in out, out[-4000:]
+
+
+# Snakemake as this environment would run it without the plugin, whether or not it has it.
+WITHOUT_PLUGIN = f"""
+import pkgutil, sys
+_modules = pkgutil.iter_modules
+pkgutil.iter_modules = lambda *a, **k: (m for m in _modules(*a, **k) if m.name != {PLUGIN!r})
+sys.modules[{PLUGIN!r}] = None
+sys.argv[0] = "snakemake"
+from snakemake.cli import main
+main()
+"""
+
+
+def test_the_slurm_profile_without_the_plugin_names_the_extra(tmp_path):
+    """No cluster needed: the profile's own check, before Snakemake's bare "invalid choice: 'slurm'"."""
+    wd = make_workdir(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PLUGIN, "-s", str(REPO / "Snakefile"), "-d", str(wd),
+         "--profile", str(REPO / "profiles/slurm"), "-n"],
+        capture_output=True, text=True, timeout=300,
+    )
+    err = proc.stderr
+    assert proc.returncode != 0, err[-2000:]
+    assert "profiles/slurm needs snakemake-executor-plugin-slurm" in err, err[-2000:]
+    assert "pip install -c constraints.txt -e '.[slurm]'" in err, err[-2000:]

@@ -54,7 +54,7 @@ def stimsets(config: dict, model: str | None = None) -> list[str]:
     """Every stimulus set the analyses (of ``model``, or of the study) read, in a fixed order."""
     analyses = set(model_analyses(config, model) if model else config["analyses"])
     sets = []
-    if {"encoding", "crosscoder"} & analyses:
+    if {"encoding", "crosscoder", "variance"} & analyses:
         sets += [stimset_of(config, d["name"]) for d in datasets(config, "fmri")]
     if "temporal" in analyses:
         sets += [stimset_of(config, d["name"]) for d in datasets(config, "meg")]

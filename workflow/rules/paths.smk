@@ -42,9 +42,14 @@ PROBING = f"{R}/probing/{{model}}/{{step}}/{{task}}.parquet"
 PROBING_NEURONS = f"{R}/probing/{{model}}/{{step}}/{{task}}.neurons.parquet"
 PROBING_BOOT = f"{R}/probing/{{model}}/{{step}}/{{task}}.boot.parquet"
 SAE = f"{R}/sae/{{model}}/{{step}}/seed{{seed}}/{{file}}"
+# The same SAE in the folder layout sae-lens loads (sae_lens.SAE.load_from_disk).
+SAE_SAELENS = SAE.replace("{file}", "saelens/{file}")
 CROSSCODER = f"{R}/crosscoder/{{model}}/{{step}}/{{dataset}}/{{subject}}/{{file}}"
 TEMPORAL = f"{R}/temporal/{{model}}/{{step}}/{{dataset}}/{{subject}}.parquet"
 TEMPORAL_CONTEXT = f"{R}/temporal/{{model}}/{{step}}/{{dataset}}/{{subject}}.ctx{{window}}.parquet"
+VARIANCE = f"{R}/variance/{{model}}/{{step}}/{{dataset}}/{{subject}}.parquet"
+# One subject's cortical maps as fsaverage vertices (map, hemi, vertex, value).
+CORTEX_TABLE = f"{R}/cortex/{{dataset}}/{{subject}}.surface.parquet"
 
 # The study's tables (one per analysis and kind of row) and figures.
 TABLE = f"{R}/tables/{{table}}.parquet"

@@ -56,6 +56,26 @@ rule sae:
         "../scripts/sae.py"
 
 
+# Each SAE also in the on-disk layout sae-lens loads, for SAEBench, SAEDashboard
+# and Neuronpedia; a rule of its own, so the SAE's own outputs stay as they are.
+rule sae_export:
+    input:
+        sae=SAE.replace("{file}", "sae.safetensors"),
+    output:
+        config=SAE_SAELENS.replace("{file}", "cfg.json"),
+        weights=SAE_SAELENS.replace("{file}", "sae_weights.safetensors"),
+    log:
+        log_path("sae_export", "{model}/{step}/seed{seed}"),
+    benchmark:
+        benchmark_path("sae_export", "{model}/{step}/seed{seed}")
+    conda:
+        ENV
+    params:
+        model=lambda wc: model_config(wc.model),
+    script:
+        "../scripts/sae_export.py"
+
+
 rule aggregate_sae:
     input:
         metrics=sae_files("metrics.parquet"),

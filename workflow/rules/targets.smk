@@ -37,6 +37,10 @@ def encoding_jobs(template):
     return fill(template, ({**c, **s} for c in checkpoints_of("encoding") for s in subjects_of_kind("fmri")))
 
 
+def variance_jobs(template):
+    return fill(template, ({**c, **s} for c in checkpoints_of("variance") for s in subjects_of_kind("fmri")))
+
+
 def lmeval_jobs(template):
     return fill(template, ({**c, "task": t} for c in checkpoints_of("evals") for t in benchmark_tasks()))
 
@@ -85,6 +89,7 @@ ANALYSIS_TARGETS = {
                                       "sae_feature_cards"]),
     "temporal": (["temporal"], ["temporal_heatmaps", "temporal_path", "temporal_trajectory", "temporal_sweeps"]),
     "crosscoder": (["crosscoder"], ["crosscoder_ri", "crosscoder_fractions", "crosscoder_maps"]),
+    "variance": (["variance_partition", "variance_summary"], ["variance_trajectory"]),
 }
 
 
@@ -98,4 +103,68 @@ def all_targets():
         targets += [f for name in figure_names for f in figures(name)]
         if analysis == "encoding" and truth_files():
             targets.append(table("encoding_groups"))
+        if analysis == "sae":
+            # Every SAE also in sae-lens's layout, for the field's tools.
+            targets += sae_files("saelens/cfg.json") + sae_files("saelens/sae_weights.safetensors")
+        if analysis == "encoding":
+            targets += cortex_files()
     return targets
+
+
+# Cortical maps (rules in cortex.smk).
+
+def mni_space(dataset):
+    """Whether the dataset's BOLD files are in an MNI space (the bids_fmri loader's ``space`` option)."""
+    return str((dataset.get("options") or {}).get("space") or "").startswith("MNI")
+
+
+def cortex_subjects(kind):
+    """(dataset, subject) of the datasets drawn as ``surface`` or ``flatmap``, in config order."""
+    if "encoding" not in config["analyses"]:
+        return []
+    drawn = {"surface": mni_space, "flatmap": lambda d: "pycortex" in d}[kind]
+    return [
+        {"dataset": d["name"], "subject": s} for d in study.datasets(config, "fmri") if drawn(d) for s in d["subjects"]
+    ]
+
+
+def pycortex_of(wc):
+    """The dataset's pycortex database settings for one subject ({subject} in subject and xfm filled in)."""
+    db = {
+        "subject": "{subject}",
+        "xfm": "{subject}_auto",
+        "mask": "thick",
+        **study.dataset_entry(config, wc.dataset)["pycortex"],
+    }
+    return {k: str(v).format(subject=wc.subject) for k, v in db.items()}
+
+
+def cortex_inputs(wc):
+    files = {"voxels": table("encoding_voxels"), "brain": BRAIN.format(**wc)}
+    if "phases" in config["analyses"]:
+        files["phases"] = table("phases")
+    if "crosscoder" in config["analyses"]:
+        model = sorted(models("crosscoder"))[0]
+        files["weights"] = CROSSCODER.format(model=model, step=steps(model)[-1], file="weights.parquet", **wc)
+    return files
+
+
+def cortex_maps():
+    """The maps drawn: encoding r, and those of the analyses that run."""
+    extra = {"phases": "detachment_difference", "crosscoder": "crosscoder_decoder"}
+    return ["encoding_r"] + [name for a, name in extra.items() if a in config["analyses"]]
+
+
+def cortex_figures(name):
+    return expand(FIGURE, figure=f"cortex/{{dataset}}/{{subject}}/{name}", ext=config["plots"]["formats"])
+
+
+def cortex_files():
+    files = fill(CORTEX_TABLE, cortex_subjects("surface"))
+    for kind in ("surface", "flatmap"):
+        for name in cortex_maps():
+            files += fill(
+                FIGURE.replace("{figure}", f"cortex/{{dataset}}/{{subject}}/{name}_{kind}"),
+                ({**s, "ext": e} for s in cortex_subjects(kind) for e in config["plots"]["formats"]),
+            )
+    return files

@@ -15,7 +15,7 @@ from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
 from brainphase.io import write_parquet
 from brainphase.runtime import resolve_device, setup_job
 from brainphase.contracts.stimuli import DataError, read_stimuli
-from brainphase.crosscoder.store import open_brain
+from brainphase.contracts.brain import read_brain
 
 snakemake = snakemake  # noqa: F821
 p = snakemake.params
@@ -28,18 +28,18 @@ groups = None
 if snakemake.input.truth:
     groups = pd.read_parquet(snakemake.input.truth[0]).sort_values("voxel")["group"].to_numpy()
 mem_mb = snakemake.resources.get("mem_mb")
-with open_brain(snakemake.input.brain) as brain:
-    acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(snakemake.input.stimuli),
-                                        snakemake.input.stimuli, brain, snakemake.input.brain, names=[name])
-    t0 = time.perf_counter()
-    try:
-        # pop: the pipeline frees the word activations once the LM side is built.
-        res = run_checkpoint_crosscoder(acts.pop(name), stimuli, brain, cfg, device=str(resolve_device(p.device)),
-                                        voxel_groups=groups, resample=p.resample,
-                                        budget_bytes=None if mem_mb is None else int(mem_mb) * 2**20,
-                                        tmpdir=snakemake.resources.get("tmpdir"))
-    except DataError as err:
-        raise DataError(f"{snakemake.input.brain}: {err}") from err
+brain = read_brain(snakemake.input.brain, on_disk=True)
+acts, stimuli = subject_activations(snakemake.input.activations, read_stimuli(snakemake.input.stimuli),
+                                    snakemake.input.stimuli, brain, snakemake.input.brain, names=[name])
+t0 = time.perf_counter()
+try:
+    # pop: the pipeline frees the word activations once the LM side is built.
+    res = run_checkpoint_crosscoder(acts.pop(name), stimuli, brain, cfg, device=str(resolve_device(p.device)),
+                                    voxel_groups=groups, resample=p.resample,
+                                    budget_bytes=None if mem_mb is None else int(mem_mb) * 2**20,
+                                    tmpdir=snakemake.resources.get("tmpdir"))
+except DataError as err:
+    raise DataError(f"{snakemake.input.brain}: {err}") from err
 log.info("%s/%s %s: %.1fs", wc.model, wc.step, name, time.perf_counter() - t0)
 
 ids = {"model": wc.model, "step": wc.step, "tokens": int(p.tokens), "dataset": wc.dataset,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..progress import Progress
 from ..runtime import resolve_device
 from .items import Item, check_texts, overlong_units, token_items, unit_items, word_items
 from .sites import SITES, Recorder, site_names, transformer_blocks
@@ -156,9 +157,11 @@ def _forward(model, items: list[Item], names, out: dict, batch_size: int, device
     limit = float(np.finfo(dtype).max)
     stats = {name: [0, 0.0] for name in names}
     rows = _Rows(torch.from_numpy(np.zeros(0, dtype=dtype)).dtype)
+    batches = plan_batches(items, batch_size, max_len)
+    progress = Progress(logger, "activations", sum(length * len(batch) for length, batch in batches), "tokens")
     with Recorder(model, names) as recorder, torch.inference_mode():
         recorder.captured = rows
-        for length, batch in plan_batches(items, batch_size, max_len):
+        for length, batch in batches:
             ids, flat, rows.ranged, targets = _batch_inputs(items, batch, length, pad_id)
             rows.flat = torch.tensor(flat, dtype=torch.long, device=device)
             model.base_model(input_ids=torch.from_numpy(ids).to(device), use_cache=False)
@@ -169,6 +172,7 @@ def _forward(model, items: list[Item], names, out: dict, batch_size: int, device
                     stats[name][0] += int(np.isinf(values).sum())
                 stats[name][1] = max(stats[name][1], peak)
                 out[name][targets] = values
+            progress.update(length * len(batch))
     return stats
 
 

@@ -48,8 +48,9 @@ class RunOnDisk:
     then never holds more than one raw run besides its output.
     """
 
-    def __init__(self, path: Path, name: str, shape: tuple, dtype):
+    def __init__(self, path: Path, name: str, shape: tuple, dtype, dataset: str = "data"):
         self.path, self.name, self.shape, self.dtype = path, name, tuple(shape), np.dtype(dtype)
+        self.dataset = dataset
         self.ndim = len(self.shape)
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
 
@@ -58,7 +59,7 @@ class RunOnDisk:
 
     def __getitem__(self, index):
         with h5py.File(self.path, "r") as f:
-            return f["runs"][self.name]["data"][index]
+            return f["runs"][self.name][self.dataset][index]
 
     def __array__(self, dtype=None, copy=None):
         a = self[()]
@@ -138,13 +139,20 @@ def dataset_subject(path: str | Path) -> tuple[str, str]:
     return path.parent.name, path.name.split(".")[0]
 
 def read_coords(paths) -> dict[tuple[str, str], np.ndarray]:
-    """Voxel coordinates per (dataset, subject) for maps."""
-    return {dataset_subject(p): read_brain(p).coords for p in paths}
+    """Voxel coordinates per (dataset, subject) for maps; the runs are not read."""
+    out = {}
+    for p in paths:
+        if not Path(p).exists():
+            raise DataError(f"{p}: brain file missing; rerun the rule that writes it")
+        with h5py.File(p, "r") as f:
+            out[dataset_subject(p)] = f["coords"][()]
+    return out
 
 def read_brain(path: str | Path, on_disk: bool = False) -> BrainData:
-    """The brain file at ``path``, checked; ``on_disk``: runs' data as :class:`RunOnDisk` (read when used).
+    """The brain file at ``path``, checked; ``on_disk``: runs' data and repeats as :class:`RunOnDisk`
+    (read when used), for jobs that stream them within a memory budget.
 
-    Either way every run is checked for NaN or inf here, one run at a time.
+    Either way every run is checked for NaN or inf here, one run (on disk: one block of rows) at a time.
     """
     path = Path(path)
     if not path.exists():
@@ -159,16 +167,24 @@ def read_brain(path: str | Path, on_disk: bool = False) -> BrainData:
         coords = f["coords"][()]
         attrs = {k: f.attrs[k] for k in f.attrs if k not in ("tr", "sfreq")}
         for name, g in f["runs"].items():
-            data = g["data"][()]
+            data = g["data"]
             if data.ndim != 2 or data.shape[1] != coords.shape[0]:
                 raise DataError(f"{path}: run {name} has shape {data.shape}, expected (time, "
                                 f"{coords.shape[0]} channels as in coords)")
-            if not np.isfinite(data).all():
+            if on_disk:
+                # Checked a block of rows at a time, so a run left on disk is never held whole here.
+                step = max(1, 2**27 // (data.dtype.itemsize * max(1, data.shape[1])))
+                finite = all(np.isfinite(data[a:a + step]).all() for a in range(0, data.shape[0], step))
+                reps = RunOnDisk(path, name, g["repeats"].shape, g["repeats"].dtype, "repeats") \
+                    if "repeats" in g else None
+                data = RunOnDisk(path, name, data.shape, data.dtype)
+            else:
+                data = data[()]
+                finite = np.isfinite(data).all()
+                reps = g["repeats"][()] if "repeats" in g else None
+            if not finite:
                 raise DataError(f"{path}: run {name} contains NaN or inf; mask or interpolate "
                                 "those samples in preprocessing")
-            if on_disk:
-                data = RunOnDisk(path, name, data.shape, data.dtype)
-            reps = g["repeats"][()] if "repeats" in g else None
             if "split" not in g.attrs:
                 raise DataError(f"{path}: run {name} has no split attribute; set it to one of {list(SPLITS)} "
                                 "(write the file with brainphase.contracts.brain.write_brain)")

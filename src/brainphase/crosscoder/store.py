@@ -13,18 +13,13 @@ would count every page it touched as resident).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
-import h5py
 import numpy as np
-import pandas as pd
 
-from ..contracts.brain import EVENT_COLUMNS, SPLITS, BrainData, BrainRun
-from ..contracts.stimuli import DataError, check_timings
+from ..contracts.stimuli import DataError
 
 BLOCK_BYTES = 8 * 2**20  # float64 temporaries of one block of rows while z-scoring
 
@@ -197,43 +192,3 @@ def zscore_into(store: RowStore, runs: Sequence, n_trim: int, names: Sequence[st
     if lo != len(store):
         raise ValueError(f"the runs give {lo} rows after trimming but the store has {len(store)}")
     return np.concatenate(index)
-
-
-@contextlib.contextmanager
-def open_brain(path: str | os.PathLike):
-    """A brain file as ``contracts.brain.read_brain`` reads it, with each run's data left on disk.
-
-    Runs' ``data`` (and ``repeats``) are HDF5 datasets, valid inside the
-    ``with`` block: shapes, splits, clock and events are checked here as
-    ``read_brain`` checks them; NaN/inf are found when the data are read
-    (:func:`run_stats`), naming the run.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: brain file missing; rerun the rule that writes it")
-    with h5py.File(path, "r") as f:
-        if ("tr" in f.attrs) == ("sfreq" in f.attrs):
-            raise DataError(f"{path}: the file needs exactly one clock attribute, tr (fMRI) or sfreq (MEG/EEG); "
-                            f"it has {sorted(f.attrs)}. Rewrite it with brainphase.contracts.brain.write_brain")
-        coords = f["coords"][()]
-        runs = {}
-        for name, g in f["runs"].items():
-            data = g["data"]
-            if data.ndim != 2 or data.shape[1] != coords.shape[0]:
-                raise DataError(f"{path}: run {name} has shape {data.shape}, expected (time, "
-                                f"{coords.shape[0]} channels as in coords)")
-            split = g.attrs.get("split")
-            split = split.decode() if isinstance(split, bytes) else split
-            if split not in SPLITS:
-                raise DataError(f"{path}: run {name} has split {split!r}; it must be one of {list(SPLITS)} "
-                                "(lower case) — rewrite the attribute with brainphase.contracts.brain.write_brain")
-            runs[name] = BrainRun(data, str(split), g["repeats"] if "repeats" in g else None)
-        events = None
-        if "events" in f:
-            g = f["events"]
-            events = pd.DataFrame({c: g[c].asstr()[()] if c in ("unit_id", "run") else g[c][()]
-                                   for c in EVENT_COLUMNS})
-            check_timings(events, f"{path} (events)", timed=True)
-        attrs = {k: f.attrs[k] for k in f.attrs if k not in ("tr", "sfreq")}
-        yield BrainData(runs, float(f.attrs["tr"]) if "tr" in f.attrs else None, coords, attrs,
-                        float(f.attrs["sfreq"]) if "sfreq" in f.attrs else None, events)

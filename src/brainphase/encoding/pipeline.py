@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import check_trim
+from ..progress import Progress
 from .delays import prepare_design, prepare_responses
 from .memory import EncodingShape, plan_encoding
 from .model import fit_encoding
@@ -73,6 +74,7 @@ def encode_layers(acts: Mapping[str, np.ndarray], stimuli: pd.DataFrame, brain, 
     ceiling = ceiling_per_voxel(brain, test_runs, trim)
     frames, boots = [], []
     plan = None
+    progress = Progress(log, "encoding", len(acts), "layers", every_s=0)
     for name in acts:
         a = acts[name]
         site, layer = name.split(".")
@@ -101,6 +103,7 @@ def encode_layers(acts: Mapping[str, np.ndarray], stimuli: pd.DataFrame, brain, 
         log.info("%s: mean r %.3f, %.1f%% significant, %d excluded (%.1fs)", name,
                  np.nanmean(res.r), 100 * np.mean(res.significant), res.excluded.sum(),
                  time.perf_counter() - t0)
+        progress.update()
     voxels = pd.concat(frames, ignore_index=True)
     if n_boot:
         return voxels, pd.concat(boots, ignore_index=True)

@@ -9,7 +9,13 @@ entries per row or column to sort.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+from ..progress import Progress
+
+logger = logging.getLogger(__name__)
 
 SUB = 64  # rows per block of the per-element work (masks, float64 reduced costs)
 
@@ -161,6 +167,7 @@ def scan(cos: Cosines, K: int, rows_per_chunk: int):
     row_vals = np.empty((n_a, Kr), np.float32)
     row_cols = np.empty((n_a, Kr), np.int64)
     top = ColumnTop(n_b, Kc)
+    progress = Progress(logger, "cosine scan", n_a, "latents")
     for r0 in range(0, n_a, rows_per_chunk):
         C = cos.block(r0, min(n_a, r0 + rows_per_chunk))
         thr = top.threshold
@@ -173,5 +180,6 @@ def scan(cos: Cosines, K: int, rows_per_chunk: int):
             theirs = v >= thr[cj]
             top.offer(cj[theirs], v[theirs], ri[theirs] + r0 + s0)
         del C, S  # before the next block is computed, or two blocks are held at once
+        progress.update(min(n_a, r0 + rows_per_chunk) - r0)
     top.merge()
     return row_vals, row_cols, top.vals, top.rows

@@ -51,15 +51,19 @@ alpha's product with its small ``w - 1`` correction in float32 instead.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from ..encoding.ridge import grouped_splits
+from ..progress import Progress
 from .held_out import HeldOutSums
 from .loo import loo_best, tall_svd
 from .memory import DEFAULT_MAX_ELEMENTS, TemporalShape, chunk_elements, default_lags, lags_per_chunk
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_ALPHAS = np.logspace(-1, 5, 13)
 
@@ -293,6 +297,7 @@ def _cross_validate(brain: np.ndarray, Yall: np.ndarray, splits: list, layer_col
     sums = HeldOutSums(n_lags, n_cols)
     factored = dtype == "float64" and pca is None and not return_predictions
     predictions = np.empty((n_lags, n_words, n_cols)) if return_predictions else None
+    progress = Progress(logger, "temporal fit", len(splits) * n_lags, "fold-lags")
     for k_fold, (train, test) in enumerate(splits):
         fold = _FoldTargets(Yall, layer_cols, train, None if pca is None else int(pca))
         Yte = Yall[test]
@@ -313,6 +318,7 @@ def _cross_validate(brain: np.ndarray, Yall: np.ndarray, splits: list, layer_col
                     predictions[lags][:, test] = P
                 del P
             del X, A, W
+            progress.update(lags.stop - lags.start)
         del fold, Y32, Yte  # before the next fold's copies
     return best_alpha, sums, predictions
 
