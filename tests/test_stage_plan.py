@@ -70,3 +70,26 @@ def test_temporal_rows_read_the_epochs_header_and_scale_the_benchmark(tmp_path, 
     assert temporal_rows(config, 3, [path], None, {"temporal": rec})[0]["seconds"] == pytest.approx(2.0)
     [unknown] = temporal_rows(config, 3, [tmp_path / "absent.h5"], None, {"temporal": rec})
     assert "peak_bytes" not in unknown and "word_epochs" in unknown["note"]
+
+
+def test_variance_rows_plan_the_jobs_chunk_and_scale_the_encoding_rate(tmp_path, monkeypatch):
+    from brainphase import planning
+    from brainphase.encoding.variance_memory import plan_variance, shape_from_config, variance_flops
+    from brainphase.stage_plan import variance_rows
+
+    monkeypatch.setattr(planning, "model_size", lambda m: ModelSize(4e8, 24, 1024, 2))
+    var = {"layers": [2, 4, 6], "n_iter": 5, "n_perm": 200}
+    config = {"models": [{"name": "m"}], "encoding": {**ENC, "block_size": 10}, "variance": var}
+    dataset = {"name": "lebel", "plan_shape": {"train_samples": 27_000, "test_samples": 291, "channels": 81_000}}
+    subjects = [(dataset, "UTS01")]
+    where = lambda d, s: tmp_path / "absent.h5"  # noqa: E731
+    [row] = variance_rows(config, {"m": 12}, subjects, where, int(24e9), {"encoding": {"flops_per_s": 5e10}})
+    s = shape_from_config(27_000, 291, 81_000, 1024, 24, config["encoding"], var)
+    plan = plan_variance(s, int(24e9))
+    assert s.n_layers == 3 and s.n_lm == 4096 and plan.voxel_chunk < 81_000
+    assert row["jobs"] == 12 and row["peak_bytes"] == plan.peak_bytes <= 24e9
+    assert row["seconds"] == pytest.approx(3 * variance_flops(s, plan.voxel_chunk) / 5e10)
+    [small] = variance_rows(config, {"m": 12}, subjects, where, int(8e9), {})
+    assert "peak_bytes" not in small and "mem_mb of rule variance" in small["note"]
+    [untimed] = variance_rows(config, {"m": 12}, subjects, where, None, {})
+    assert untimed.get("seconds") is None and "benchmarks/encoding.py" in untimed["note"]

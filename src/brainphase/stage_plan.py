@@ -211,10 +211,45 @@ def study_stages(config: dict, counts: dict, subjects, brain_path, budget_of, re
     rows = activation_rows(config, counts.get("activations", {}), results, budget_of("activations"), rates)
     rows += encoding_rows(config, list(counts.get("encoding", {})), n_steps, subjects, brain_path,
                           budget_of("encoding"), rates)
+    rows += variance_rows(config, counts.get("variance", {}), subjects, brain_path, budget_of("variance"), rates)
     rows += temporal_rows(config, counts.get("temporal", {}).get("all", 0), epochs_paths or [],
                           budget_of("temporal"), rates)
     rows += sparse_coding_rows(config, counts, subjects, brain_path, budget_of, results, rates)
     return format_stages(rows, device, machine)
+
+
+def variance_rows(config: dict, counts: dict, subjects, brain_path, budget_bytes, rates: dict) -> list[dict]:
+    """Per model: variance-partitioning jobs; peak from the job's own chunk plan, time from the encoding rate."""
+    from .encoding.variance_memory import plan_variance, shape_from_config, variance_flops
+    from .planning import model_size
+
+    rec = rates.get("encoding")
+    rows = []
+    for name, jobs in counts.items():
+        size = model_size(next(m for m in config["models"] if m["name"] == name))
+        shapes = [subject_shape(brain_path(d["name"], sub), d) for d, sub in subjects]
+        row = {"stage": f"variance {name}", "jobs": jobs, "budget_bytes": budget_bytes}
+        if size is None or None in shapes:
+            rows.append({**row, "note": "model size unknown" if size is None else
+                         "subject shapes unknown: load them or give plan_shape"})
+            continue
+        sh = max(shapes, key=lambda x: x.train_samples * x.channels)
+        s = shape_from_config(sh.train_samples, sh.test_samples, sh.channels, size.d_model, size.n_layers,
+                              config["encoding"], config["variance"])
+        try:
+            plan = plan_variance(s, budget_bytes)
+        except MemoryError as err:
+            rows.append({**row, "note": str(err)})
+            continue
+        row["peak_bytes"] = plan.peak_bytes
+        if rec:  # himalaya's products (SVDs, matrix products) counted, at the encoding benchmark's rate
+            work = variance_flops(s, plan.voxel_chunk, config["encoding"]["block_size"])
+            row["seconds"] = s.n_layers * work / rec["flops_per_s"]
+        row["note"] = (f"{s.n_layers} layers of {sh.channels} voxels, {plan.voxel_chunk} per chunk; shape from "
+                       f"{sh.source}" + ("" if rec else "; no encoding benchmark recorded (run "
+                                          "benchmarks/encoding.py), whose rate times the fits"))
+        rows.append(row)
+    return rows
 
 
 def epochs_shape(path) -> tuple[int, int, int] | None:

@@ -43,6 +43,7 @@ def stage_plan():
     counts = {
         "activations": {m: len(steps(m)) * len(study.stimsets(config, m)) for m in models()},
         "encoding": {m: len(steps(m)) * len(subjects_of_kind("fmri")) for m in models("encoding")},
+        "variance": {m: len(steps(m)) * len(subjects_of_kind("fmri")) for m in models("variance")},
         "temporal": {"all": len(temporal_files())},
         "sae": {m: len(study.sae_runs(config, m)) for m in models("sae")},
         "sae_matching": {"all": 1 if models("sae") else 0},
