@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from brainphase.contracts.brain import BrainRun, write_brain
-from brainphase.encoding.memory import EncodingShape, fit_flops, plan_encoding
+from brainphase.encoding.memory import MIN_CHUNK, EncodingShape, fit_flops, peak_bytes, plan_encoding
 from brainphase.planning import ModelSize
 from brainphase.stage_plan import SubjectShape, encoding_estimate, format_stages, subject_shape, temporal_rows
 from brainphase.temporal.memory import temporal_peak_bytes
@@ -36,7 +36,9 @@ def test_encoding_estimate_scales_the_measured_rate():
     assert est["seconds"] == pytest.approx(25 * fit_flops(s) / 5e10)  # 24 blocks + the embeddings
     assert est["peak_bytes"] == plan_encoding(s, int(32e9)).peak_bytes <= 32e9
     small = encoding_estimate(size, 1, ENC, shape, int(1e9), rate)
-    assert small["peak_bytes"] is None and "raise mem_mb" in small["note"]
+    assert small["over_budget"] and "raise mem_mb" in small["note"]
+    assert small["peak_bytes"] == peak_bytes(s, MIN_CHUNK, keep_bases=False) > 1e9  # the least it needs
+    assert small["seconds"] == est["seconds"]  # the time it takes once given the memory it needs
     assert encoding_estimate(size, 1, ENC, shape, None, None)["seconds"] is None
 
 
@@ -47,6 +49,9 @@ def test_format_stages_marks_unknowns():
     ], "cpu", "a machine")
     assert "10 jobs x   2.0 h =  20.0 h; peak 2.0 GB of 4.0 GB" in text
     assert "3 jobs x       ? =       ?; peak ?  [why]" in text
+    over = format_stages([{"stage": "e", "jobs": 1, "seconds": 60.0, "peak_bytes": 8e9, "budget_bytes": 4e9,
+                           "over_budget": True, "note": "raise mem_mb"}], "cpu", None)
+    assert "peak 8.0 GB of 4.0 GB EXCEEDS THE BUDGET  [raise mem_mb]" in over
     assert "a machine" in text.splitlines()[0]
 
 

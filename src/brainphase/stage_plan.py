@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .encoding.memory import EncodingShape, fit_flops, plan_encoding
+from .encoding.memory import MIN_CHUNK, EncodingShape, fit_flops, peak_bytes, plan_encoding
 from .planning import GB
 
 
@@ -71,8 +71,10 @@ def encoding_estimate(size, n_sites: int, enc: dict, shape: SubjectShape, budget
         plan = plan_encoding(s, budget_bytes)
         out["peak_bytes"] = plan.peak_bytes
     except MemoryError as err:
+        # The job would stop at once: say so, with the least it needs and its time once given that.
+        out["peak_bytes"] = peak_bytes(s, MIN_CHUNK, keep_bases=False)
+        out["over_budget"] = True
         out["note"] = str(err)
-        return out
     if rate:
         layers = n_sites * (size.n_layers + 1)
         out["seconds"] = layers * fit_flops(s) / rate["flops_per_s"]
@@ -112,7 +114,7 @@ def format_stages(rows: list[dict], device: str, machine: str | None) -> str:
         lines.append(
             f"  {r['stage']:<{width}s} {r['jobs']:>5d} jobs x {_fmt_time(per):>7s} = {_fmt_time(total):>7s}; "
             f"peak {'?' if peak is None else f'{peak / GB:.1f} GB'}"
-            + (f" of {budget / GB:.1f} GB" if budget else "") + (f"  [{r['note']}]" if r.get("note") else ""))
+            + (f" of {budget / GB:.1f} GB" if budget else "") + (" EXCEEDS THE BUDGET" if r.get("over_budget") else "") + (f"  [{r['note']}]" if r.get("note") else ""))
     return "\n".join(lines)
 
 
@@ -147,6 +149,7 @@ def encoding_rows(config: dict, models: list[str], n_steps: dict, subjects: list
                 row["seconds"] = None if None in secs else max(secs)
                 row["peak_bytes"] = None if None in peaks else max(peaks)
                 row["note"] = "; ".join(dict.fromkeys(e["note"] for e in ests))
+                row["over_budget"] = any(e.get("over_budget") for e in ests)
         rows.append(row)
     return rows
 
