@@ -6,13 +6,20 @@
 
 
 rule activations:
-    wildcard_constraints:
-        stimset=one_of(dict.fromkeys(s for m in models() for s in study.stimsets(config, m))),
     input:
         checkpoint=CHECKPOINT,
         stimuli=STIMULI,
     output:
         ACTIVATIONS,
+    log:
+        log_path("activations", "{model}/{step}/{stimset}"),
+    benchmark:
+        benchmark_path("activations", "{model}/{step}/{stimset}")
+    wildcard_constraints:
+        stimset=one_of(dict.fromkeys(s for m in models() for s in study.stimsets(config, m))),
+    conda:
+        TORCH_ENV
+    threads: model_threads("activations")
     params:
         model=lambda wc: wc.model,
         revision=lambda wc: wc.step,
@@ -27,13 +34,6 @@ rule activations:
         token_layer=config["sae"]["layer"],
         device=config["device"],
         trust_remote_code=lambda wc: model_config(wc.model).get("trust_remote_code", False),
-    threads: model_threads("activations")
-    log:
-        log_path("activations", "{model}/{step}/{stimset}"),
-    benchmark:
-        benchmark_path("activations", "{model}/{step}/{stimset}")
-    conda:
-        ENV
     script:
         "../scripts/activations.py"
 
@@ -43,13 +43,20 @@ rule activations:
 if study.context_runs(config):
 
     rule context_activations:
-        wildcard_constraints:
-            model=one_of(models("temporal")),
         input:
             checkpoint=CHECKPOINT,
             stimuli=[STIMULI.format(stimset=s) for s, _ in study.context_runs(config)],
         output:
             context_activation_files(),
+        log:
+            log_path("activations", "{model}/{step}.context"),
+        benchmark:
+            benchmark_path("activations", "{model}/{step}.context")
+        wildcard_constraints:
+            model=one_of(models("temporal")),
+        conda:
+            TORCH_ENV
+        threads: model_threads("context_activations", "activations")
         params:
             model=lambda wc: wc.model,
             revision=lambda wc: wc.step,
@@ -63,12 +70,5 @@ if study.context_runs(config):
             token_layer=config["sae"]["layer"],
             device=config["device"],
             trust_remote_code=lambda wc: model_config(wc.model).get("trust_remote_code", False),
-        threads: model_threads("context_activations", "activations")
-        log:
-            log_path("activations", "{model}/{step}.context"),
-        benchmark:
-            benchmark_path("activations", "{model}/{step}.context")
-        conda:
-            ENV
         script:
             "../scripts/activations.py"

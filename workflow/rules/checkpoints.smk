@@ -15,33 +15,31 @@
 
 
 rule train:
-    wildcard_constraints:
-        model=one_of(models_from("train")),
     input:
         corpus=CORPUS,
     output:
         run=directory(TRAIN_RUN),
-    params:
-        # The whole entry, checkpoint list included: a new checkpoint retrains.
-        model=lambda wc: model_config(wc.model),
-        device=config["device"],
-    threads: model_threads("train")
-    # Training gates everything downstream: the first model (whose checkpoints
-    # feed most jobs) first, then the others before any analysis.
-    priority: first_model_first
     log:
         log_path("train", "{model}/{recipe}"),
     benchmark:
         benchmark_path("train", "{model}/{recipe}")
+    wildcard_constraints:
+        model=one_of(models_from("train")),
+    # Training gates everything downstream: the first model (whose checkpoints
+    # feed most jobs) first, then the others before any analysis.
+    priority: first_model_first
     conda:
-        ENV
+        TORCH_ENV
+    threads: model_threads("train")
+    params:
+        # The whole entry, checkpoint list included: a new checkpoint retrains.
+        model=lambda wc: model_config(wc.model),
+        device=config["device"],
     script:
         "../scripts/checkpoints_train.py"
 
 
 rule register:
-    wildcard_constraints:
-        model=one_of(models_from("train")),
     input:
         # ancient: a retrained run does not rerun the checkpoints already
         # registered (nor anything downstream of them).
@@ -50,14 +48,16 @@ rule register:
         corpus=CORPUS,
     output:
         checkpoint=directory(CHECKPOINT),
-    localrule: True
-    priority: first_model_first
     log:
         log_path("checkpoints", "{model}/{step}"),
     benchmark:
         benchmark_path("checkpoints", "{model}/{step}")
+    wildcard_constraints:
+        model=one_of(models_from("train")),
+    priority: first_model_first
+    localrule: True
     conda:
-        ENV
+        TORCH_ENV
     script:
         "../scripts/checkpoints_register.py"
 
@@ -67,25 +67,25 @@ rule register:
 # lands while the model trains is a new job on the next invocation. Each is
 # registered as symlinks plus a manifest.
 rule link:
-    wildcard_constraints:
-        model=one_of(models_from("local")),
     input:
         folder=local_folder,
         # Its files too: one rewritten in place leaves the folder's mtime as it was.
         files=local_folder_files,
     output:
         checkpoint=directory(CHECKPOINT),
+    log:
+        log_path("checkpoints", "{model}/{step}"),
+    benchmark:
+        benchmark_path("checkpoints", "{model}/{step}")
+    wildcard_constraints:
+        model=one_of(models_from("local")),
+    conda:
+        TORCH_ENV
     params:
         model=lambda wc: wc.model,
         # The folder by name: the inputs above are lists (empty while the folder is missing).
         folder=lambda wc: str(local_checkpoint_dir(model_config(wc.model), wc.step)),
         tokens=tokens,
-    log:
-        log_path("checkpoints", "{model}/{step}"),
-    benchmark:
-        benchmark_path("checkpoints", "{model}/{step}")
-    conda:
-        ENV
     script:
         "../scripts/checkpoints_link.py"
 
@@ -94,22 +94,22 @@ rule link:
 # is temp(): Snakemake removes it once every job that reads it has finished,
 # so a study of many multi-GB checkpoints holds only those in use.
 rule download:
-    wildcard_constraints:
-        model=one_of(models_from("hf")),
     output:
         checkpoint=temp(directory(CHECKPOINT)),
+    log:
+        log_path("checkpoints", "{model}/{step}"),
+    benchmark:
+        benchmark_path("checkpoints", "{model}/{step}")
+    wildcard_constraints:
+        model=one_of(models_from("hf")),
+    conda:
+        TORCH_ENV
     params:
         model=lambda wc: wc.model,
         repo_id=lambda wc: model_config(wc.model)["hf"]["repo_id"],
         family=lambda wc: model_config(wc.model)["hf"]["family"],
         allow_patterns=lambda wc: model_config(wc.model)["hf"].get("allow_patterns"),
         tokens_per_step=lambda wc: model_config(wc.model)["hf"].get("tokens_per_step"),
-    log:
-        log_path("checkpoints", "{model}/{step}"),
-    benchmark:
-        benchmark_path("checkpoints", "{model}/{step}")
-    conda:
-        ENV
     script:
         "../scripts/checkpoints_download.py"
 
@@ -123,15 +123,15 @@ rule fingerprint_checkpoint:
         checkpoint=CHECKPOINT,
     output:
         FINGERPRINT,
-    params:
-        tokens=tokens,
-    localrule: True
     log:
         log_path("fingerprints", "{model}/{step}"),
     benchmark:
         benchmark_path("fingerprints", "{model}/{step}")
+    localrule: True
     conda:
-        ENV
+        TORCH_ENV
+    params:
+        tokens=tokens,
     script:
         "../scripts/checkpoints_fingerprint.py"
 
@@ -141,14 +141,14 @@ rule checkpoint_duplicates:
         fingerprint_files(),
     output:
         table("checkpoint_duplicates"),
-    params:
-        steps={m: steps(m) for m in models()},
-    localrule: True
     log:
         log_path("checkpoint_duplicates"),
     benchmark:
         benchmark_path("checkpoint_duplicates")
+    localrule: True
     conda:
-        ENV
+        TABLES_ENV
+    params:
+        steps={m: steps(m) for m in models()},
     script:
         "../scripts/checkpoints_duplicates.py"

@@ -30,7 +30,14 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 R = config["results"]
-ENV = "../../envs/brainphase.yaml"
+# One environment per kind of job (docs/environments.md); envs/brainphase.yaml holds them all.
+TABLES_ENV = "../../envs/tables.yaml"
+FIGURES_ENV = "../../envs/figures.yaml"
+CORTEX_ENV = "../../envs/cortex.yaml"
+BRAIN_ENV = "../../envs/brain.yaml"
+ENCODING_ENV = "../../envs/encoding.yaml"
+TORCH_ENV = "../../envs/torch.yaml"
+LMEVAL_ENV = "../../envs/lmeval.yaml"
 
 
 wildcard_constraints:

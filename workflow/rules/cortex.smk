@@ -16,7 +16,7 @@ rule cortex_surface:
     benchmark:
         benchmark_path("cortex_surface", "{dataset}/{subject}")
     conda:
-        ENV
+        FIGURES_ENV
     params:
         kind="surface",
         map_layer=config["encoding"]["map_layer"],
@@ -36,7 +36,7 @@ rule cortex_flatmap:
     benchmark:
         benchmark_path("cortex_flatmap", "{dataset}/{subject}")
     conda:
-        ENV
+        CORTEX_ENV
     params:
         kind="flatmap",
         map_layer=config["encoding"]["map_layer"],

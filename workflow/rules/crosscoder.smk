@@ -4,8 +4,9 @@
 
 rule crosscoder:
     input:
-        activations=lambda wc: ACTIVATIONS.format(model=wc.model, step=wc.step,
-                                                  stimset=study.stimset_of(config, wc.dataset)),
+        activations=lambda wc: ACTIVATIONS.format(
+            model=wc.model, step=wc.step, stimset=study.stimset_of(config, wc.dataset)
+        ),
         stimuli=lambda wc: STIMULI.format(stimset=study.stimset_of(config, wc.dataset)),
         brain=BRAIN,
         truth=toy_truth,
@@ -16,18 +17,18 @@ rule crosscoder:
         latents=CROSSCODER.replace("{file}", "latents.parquet"),
         windows=CROSSCODER.replace("{file}", "windows.parquet"),
         weights=CROSSCODER.replace("{file}", "weights.parquet"),
-    params:
-        crosscoder=config["crosscoder"],
-        tokens=tokens,
-        device=config["device"],
-        resample=lambda wc: study.resampling_of(config, wc.dataset),
-    threads: threads("crosscoder")
     log:
         log_path("crosscoder", "{model}/{step}/{dataset}/{subject}"),
     benchmark:
         benchmark_path("crosscoder", "{model}/{step}/{dataset}/{subject}")
     conda:
-        ENV
+        TORCH_ENV
+    threads: threads("crosscoder")
+    params:
+        crosscoder=config["crosscoder"],
+        tokens=tokens,
+        device=config["device"],
+        resample=lambda wc: study.resampling_of(config, wc.dataset),
     script:
         "../scripts/crosscoder.py"
 
@@ -46,7 +47,7 @@ rule aggregate_crosscoder:
     benchmark:
         benchmark_path("aggregate_crosscoder")
     conda:
-        ENV
+        TABLES_ENV
     script:
         "../scripts/concat_tables.py"
 
@@ -58,19 +59,22 @@ rule plot_crosscoder:
         weights=crosscoder_files("weights.parquet"),
         brains=brain_files(),
     output:
-        ri=[report(f, caption="../report/crosscoder_ri.rst", category="Crosscoder")
-            for f in figures("crosscoder_ri")],
-        fractions=[report(f, caption="../report/crosscoder_fractions.rst", category="Crosscoder")
-                   for f in figures("crosscoder_fractions")],
-        maps=[report(f, caption="../report/crosscoder_maps.rst", category="Crosscoder")
-              for f in figures("crosscoder_maps")],
-    params:
-        plots=config["plots"],
+        ri=[report(f, caption="../report/crosscoder_ri.rst", category="Crosscoder") for f in figures("crosscoder_ri")],
+        fractions=[
+            report(f, caption="../report/crosscoder_fractions.rst", category="Crosscoder")
+            for f in figures("crosscoder_fractions")
+        ],
+        maps=[
+            report(f, caption="../report/crosscoder_maps.rst", category="Crosscoder")
+            for f in figures("crosscoder_maps")
+        ],
     log:
         log_path("plots/crosscoder"),
     benchmark:
         benchmark_path("plots/crosscoder")
     conda:
-        ENV
+        FIGURES_ENV
+    params:
+        plots=config["plots"],
     script:
         "../scripts/crosscoder_plot.py"

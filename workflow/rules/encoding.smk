@@ -4,26 +4,27 @@
 
 rule encoding:
     input:
-        activations=lambda wc: ACTIVATIONS.format(model=wc.model, step=wc.step,
-                                                  stimset=study.stimset_of(config, wc.dataset)),
+        activations=lambda wc: ACTIVATIONS.format(
+            model=wc.model, step=wc.step, stimset=study.stimset_of(config, wc.dataset)
+        ),
         stimuli=lambda wc: STIMULI.format(stimset=study.stimset_of(config, wc.dataset)),
         brain=BRAIN,
     output:
         voxels=ENCODING,
         bootstrap=ENCODING_BOOT,
+    log:
+        log_path("encoding", "{model}/{step}/{dataset}/{subject}"),
+    benchmark:
+        benchmark_path("encoding", "{model}/{step}/{dataset}/{subject}")
+    conda:
+        ENCODING_ENV
+    threads: threads("encoding")
     params:
         encoding=config["encoding"],
         n_boot=config["phases"]["n_boot"],
         seed=config["seed"],
         tokens=tokens,
         resample=lambda wc: study.resampling_of(config, wc.dataset),
-    threads: threads("encoding")
-    log:
-        log_path("encoding", "{model}/{step}/{dataset}/{subject}"),
-    benchmark:
-        benchmark_path("encoding", "{model}/{step}/{dataset}/{subject}")
-    conda:
-        ENV
     script:
         "../scripts/encoding.py"
 
@@ -43,7 +44,7 @@ rule aggregate_encoding:
     benchmark:
         benchmark_path("aggregate_encoding")
     conda:
-        ENV
+        TABLES_ENV
     script:
         "../scripts/encoding_aggregate.py"
 
@@ -63,14 +64,14 @@ rule plot_encoding_trajectory:
             report(f, caption="../report/encoding_trajectory.rst", category="Encoding")
             for f in figures("encoding_trajectory")
         ],
-    params:
-        plots=config["plots"],
     log:
         log_path("plots/encoding_trajectory"),
     benchmark:
         benchmark_path("plots/encoding_trajectory")
     conda:
-        ENV
+        FIGURES_ENV
+    params:
+        plots=config["plots"],
     script:
         "../scripts/encoding_plot_trajectory.py"
 
@@ -82,14 +83,14 @@ rule plot_encoding_maps:
         brains=brain_files(),
     output:
         [report(f, caption="../report/encoding_maps.rst", category="Encoding") for f in figures("encoding_maps")],
-    params:
-        plots=config["plots"],
-        map_layer=config["encoding"]["map_layer"],
     log:
         log_path("plots/encoding_maps"),
     benchmark:
         benchmark_path("plots/encoding_maps")
     conda:
-        ENV
+        FIGURES_ENV
+    params:
+        plots=config["plots"],
+        map_layer=config["encoding"]["map_layer"],
     script:
         "../scripts/encoding_plot_maps.py"

@@ -9,16 +9,16 @@ rule demo_tasks:
         tokenizer=CHECKPOINT.format(model=models()[0], step=steps(models()[0])[0]),
     output:
         directory(DEMO_TASKS),
-    params:
-        world=config["world"],
-        n_per_relation=config["evals"]["demo_items_per_relation"],
-        seed=config["seed"],
     log:
         log_path("demo_tasks"),
     benchmark:
         benchmark_path("demo_tasks")
     conda:
-        ENV
+        TORCH_ENV
+    params:
+        world=config["world"],
+        n_per_relation=config["evals"]["demo_items_per_relation"],
+        seed=config["seed"],
     script:
         "../scripts/evals_demo_tasks.py"
 
@@ -30,19 +30,19 @@ rule lm_eval:
     output:
         metrics=LMEVAL_METRICS,
         per_item=LMEVAL_ITEMS,
+    log:
+        log_path("lmeval", "{model}/{step}/{task}"),
+    benchmark:
+        benchmark_path("lmeval", "{model}/{step}/{task}")
+    conda:
+        LMEVAL_ENV
+    threads: threads("lm_eval")
     params:
         evals=config["evals"],
         include_path=lambda wc, input: list(input.tasks) or None,
         tokens=tokens,
         device=config["device"],
         seed=config["seed"],
-    threads: threads("lm_eval")
-    log:
-        log_path("lmeval", "{model}/{step}/{task}"),
-    benchmark:
-        benchmark_path("lmeval", "{model}/{step}/{task}")
-    conda:
-        ENV
     script:
         "../scripts/evals.py"
 
@@ -59,6 +59,6 @@ rule aggregate_evals:
     benchmark:
         benchmark_path("aggregate_evals")
     conda:
-        ENV
+        TABLES_ENV
     script:
         "../scripts/evals_aggregate.py"

@@ -14,15 +14,15 @@ rule phases:
     output:
         phases=table("phases"),
         trajectories=table("trajectories"),
-    params:
-        phases=config["phases"],
-        seed=config["seed"],
     log:
         log_path("phases"),
     benchmark:
         benchmark_path("phases")
     conda:
-        ENV
+        TABLES_ENV
+    params:
+        phases=config["phases"],
+        seed=config["seed"],
     script:
         "../scripts/phases.py"
 
@@ -35,19 +35,23 @@ rule plot_phases:
         voxels=table("encoding_voxels"),
         brains=brain_files(),
     output:
-        trajectory=[report(f, caption="../report/phase_trajectory.rst", category="Phases")
-                    for f in figures("phase_trajectory")],
-        histogram=[report(f, caption="../report/probing_histogram.rst", category="Phases")
-                   for f in figures("probing_histogram")],
-        detachment=[report(f, caption="../report/detachment_map.rst", category="Phases")
-                    for f in figures("detachment_map")],
-    params:
-        plots=config["plots"],
+        trajectory=[
+            report(f, caption="../report/phase_trajectory.rst", category="Phases") for f in figures("phase_trajectory")
+        ],
+        histogram=[
+            report(f, caption="../report/probing_histogram.rst", category="Phases")
+            for f in figures("probing_histogram")
+        ],
+        detachment=[
+            report(f, caption="../report/detachment_map.rst", category="Phases") for f in figures("detachment_map")
+        ],
     log:
         log_path("plots/phases"),
     benchmark:
         benchmark_path("plots/phases")
     conda:
-        ENV
+        FIGURES_ENV
+    params:
+        plots=config["plots"],
     script:
         "../scripts/phases_plot.py"

@@ -13,10 +13,17 @@ def study_plan():
     poolings = {m: [(s, study.pooling_of(config, s)) for s in study.stimsets(config, m)] for m in models()}
     table = plan_table(config, all_steps, poolings, R)
     duplicates = known_duplicates(config, all_steps, R)
-    return (format_plan(table, R) + (f"\nbrainphase checkpoints: {duplicates}" if duplicates else
-                                     "\nbrainphase checkpoints: weights not fingerprinted yet (listed hub "
-                                     "fingerprints or registered checkpoints are compared once known)")
-            + "\n" + stage_plan_or_why())
+    return (
+        format_plan(table, R)
+        + (
+            f"\nbrainphase checkpoints: {duplicates}"
+            if duplicates
+            else "\nbrainphase checkpoints: weights not fingerprinted yet (listed hub "
+            "fingerprints or registered checkpoints are compared once known)"
+        )
+        + "\n"
+        + stage_plan_or_why()
+    )
 
 
 def stage_plan_or_why():
@@ -51,12 +58,14 @@ def stage_plan():
     }
     subjects = [(dataset_entry(config, s["dataset"]), s["subject"]) for s in subjects_of_kind("fmri")]
     epochs = [EPOCHS.format(**s) for s in subjects_of_kind("meg")]
-    return study_stages(config, counts, subjects, lambda d, s: BRAIN.format(dataset=d, subject=s), rule_budget, R,
-                        epochs_paths=epochs)
+    return study_stages(
+        config, counts, subjects, lambda d, s: BRAIN.format(dataset=d, subject=s), rule_budget, R, epochs_paths=epochs
+    )
 
 
-MISSING_INPUTS = missing_inputs(config, {m["name"]: steps(m["name"]) for m in config["models"]
-                                         if m["source"] == "local"})
+MISSING_INPUTS = missing_inputs(
+    config, {m["name"]: steps(m["name"]) for m in config["models"] if m["source"] == "local"}
+)
 
 # A dry run is where a user decides to launch: show what it will cost and what is
 # missing first. (The executor, and with it workflow.dryrun, is set only after parsing.)
@@ -67,13 +76,13 @@ if workflow.is_main_process and dry_run_requested(sys.argv):
         logger.warning(f"brainphase plan unavailable: {err}")
     logger.info(format_missing(MISSING_INPUTS))
 elif workflow.is_main_process and MISSING_INPUTS and runs_jobs(sys.argv):
-    raise WorkflowError(format_missing(MISSING_INPUTS).replace(
-        "(the DAG is planned as if they were there)", "; nothing was run") + "\nDry-run "
-        "(`snakemake -n`) to see the plan; run again once they are in place.")
+    raise WorkflowError(
+        format_missing(MISSING_INPUTS).replace("(the DAG is planned as if they were there)", "; nothing was run")
+        + "\nDry-run "
+        "(`snakemake -n`) to see the plan; run again once they are in place."
+    )
 if workflow.is_main_process and runs_jobs(sys.argv):
     try:
         claim_results_folder(R, config)
     except ValueError as err:
         raise WorkflowError(str(err)) from None
-
-

@@ -8,16 +8,16 @@ rule probe_stimuli:
         tasks=task_dirs,
     output:
         PROBE_STIMULI,
-    params:
-        evals=config["evals"],
-        include_path=lambda wc, input: list(input.tasks),
-        seed=config["seed"],
     log:
         log_path("probe_stimuli", "{task}"),
     benchmark:
         benchmark_path("probe_stimuli", "{task}")
     conda:
-        ENV
+        LMEVAL_ENV
+    params:
+        evals=config["evals"],
+        include_path=lambda wc, input: list(input.tasks),
+        seed=config["seed"],
     script:
         "../scripts/probing_stimuli.py"
 
@@ -30,6 +30,13 @@ rule probing:
         summary=PROBING,
         neurons=PROBING_NEURONS,
         boot=PROBING_BOOT,
+    log:
+        log_path("probing", "{model}/{step}/{task}"),
+    benchmark:
+        benchmark_path("probing", "{model}/{step}/{task}")
+    conda:
+        TABLES_ENV
+    threads: threads("probing")
     params:
         test_fraction=config["probing"]["test_fraction"],
         site=config["probing"].get("site", "mlp"),
@@ -37,13 +44,6 @@ rule probing:
         n_boot=config["phases"]["n_boot"],
         seed=config["seed"],
         tokens=tokens,
-    threads: threads("probing")
-    log:
-        log_path("probing", "{model}/{step}/{task}"),
-    benchmark:
-        benchmark_path("probing", "{model}/{step}/{task}")
-    conda:
-        ENV
     script:
         "../scripts/probing.py"
 
@@ -62,6 +62,6 @@ rule aggregate_probing:
     benchmark:
         benchmark_path("aggregate_probing")
     conda:
-        ENV
+        TABLES_ENV
     script:
         "../scripts/concat_tables.py"

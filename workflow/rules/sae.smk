@@ -7,21 +7,19 @@ rule sae_corpus:
     input:
         # The demo's stories come from the world; a real corpus is a file.
         source=(
-            LEXICON
-            if config["sae"]["corpus"]["source"] == "toyworld"
-            else user_file(config["sae"]["corpus"]["path"])
+            LEXICON if config["sae"]["corpus"]["source"] == "toyworld" else user_file(config["sae"]["corpus"]["path"])
         ),
     output:
         STIMULI.format(stimset=study.SAE_CORPUS),
-    params:
-        world=config["world"],
-        corpus=config["sae"]["corpus"],
     log:
         log_path("sae_corpus"),
     benchmark:
         benchmark_path("sae_corpus")
     conda:
-        ENV
+        TABLES_ENV
+    params:
+        world=config["world"],
+        corpus=config["sae"]["corpus"],
     script:
         "../scripts/sae_corpus.py"
 
@@ -40,18 +38,18 @@ rule sae:
         contexts=SAE.replace("{file}", "contexts.parquet"),
         sheet_csv=SAE.replace("{file}", "labelling_sheet.csv"),
         sheet_html=SAE.replace("{file}", "features.html"),
-    params:
-        sae=config["sae"],
-        tokens=tokens,
-        trust_remote_code=lambda wc: model_config(wc.model).get("trust_remote_code", False),
-        device=config["device"],
-    threads: threads("sae")
     log:
         log_path("sae", "{model}/{step}/seed{seed}"),
     benchmark:
         benchmark_path("sae", "{model}/{step}/seed{seed}")
     conda:
-        ENV
+        TORCH_ENV
+    threads: threads("sae")
+    params:
+        sae=config["sae"],
+        tokens=tokens,
+        trust_remote_code=lambda wc: model_config(wc.model).get("trust_remote_code", False),
+        device=config["device"],
     script:
         "../scripts/sae.py"
 
@@ -69,7 +67,7 @@ rule sae_export:
     benchmark:
         benchmark_path("sae_export", "{model}/{step}/seed{seed}")
     conda:
-        ENV
+        TORCH_ENV
     params:
         model=lambda wc: model_config(wc.model),
     script:
@@ -88,7 +86,7 @@ rule aggregate_sae:
     benchmark:
         benchmark_path("aggregate_sae")
     conda:
-        ENV
+        TABLES_ENV
     script:
         "../scripts/concat_tables.py"
 
@@ -99,14 +97,14 @@ rule sae_matching:
         features=sae_files("features.parquet"),
     output:
         table("sae_matching"),
-    params:
-        threshold=config["sae"]["match_threshold"],
     log:
         log_path("sae_matching"),
     benchmark:
         benchmark_path("sae_matching")
     conda:
-        ENV
+        TORCH_ENV
+    params:
+        threshold=config["sae"]["match_threshold"],
     script:
         "../scripts/sae_matching.py"
 
@@ -118,25 +116,24 @@ rule plot_sae:
         contexts=sae_card_files("contexts.parquet"),
         features=sae_card_files("features.parquet"),
     output:
-        language=[report(f, caption="../report/sae_language.rst", category="SAE")
-                  for f in figures("sae_language")],
-        granularity=[report(f, caption="../report/sae_granularity.rst", category="SAE")
-                     for f in figures("sae_granularity")],
-        quality=[report(f, caption="../report/sae_metrics.rst", category="SAE")
-                 for f in figures("sae_metrics")],
-        matching=[report(f, caption="../report/sae_matching.rst", category="SAE")
-                  for f in figures("sae_matching")],
-        cards=[report(f, caption="../report/sae_feature_cards.rst", category="SAE")
-               for f in figures("sae_feature_cards")],
-    params:
-        plots=config["plots"],
-        seed=config["sae"]["seed"],
-        steps=study.sae_card_steps(config),
+        language=[report(f, caption="../report/sae_language.rst", category="SAE") for f in figures("sae_language")],
+        granularity=[
+            report(f, caption="../report/sae_granularity.rst", category="SAE") for f in figures("sae_granularity")
+        ],
+        quality=[report(f, caption="../report/sae_metrics.rst", category="SAE") for f in figures("sae_metrics")],
+        matching=[report(f, caption="../report/sae_matching.rst", category="SAE") for f in figures("sae_matching")],
+        cards=[
+            report(f, caption="../report/sae_feature_cards.rst", category="SAE") for f in figures("sae_feature_cards")
+        ],
     log:
         log_path("plots/sae"),
     benchmark:
         benchmark_path("plots/sae")
     conda:
-        ENV
+        FIGURES_ENV
+    params:
+        plots=config["plots"],
+        seed=config["sae"]["seed"],
+        steps=study.sae_card_steps(config),
     script:
         "../scripts/sae_plot.py"

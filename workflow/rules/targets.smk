@@ -17,8 +17,12 @@ def checkpoints_of(analysis):
 
 def subjects_of_kind(kind, source=None):
     """Every (dataset, subject) of the ``kind`` datasets (of one ``source``), in config order."""
-    return [{"dataset": d["name"], "subject": sub} for d in study.datasets(config, kind)
-            if source in (None, d["source"]) for sub in d["subjects"]]
+    return [
+        {"dataset": d["name"], "subject": sub}
+        for d in study.datasets(config, kind)
+        if source in (None, d["source"])
+        for sub in d["subjects"]
+    ]
 
 
 def fingerprint_files():
@@ -50,32 +54,52 @@ def probing_jobs(template):
 
 
 def crosscoder_files(name):
-    return fill(CROSSCODER, ({**c, **s, "file": name} for c in checkpoints_of("crosscoder")
-                             for s in subjects_of_kind("fmri")))
+    return fill(
+        CROSSCODER, ({**c, **s, "file": name} for c in checkpoints_of("crosscoder") for s in subjects_of_kind("fmri"))
+    )
 
 
 def sae_files(name):
-    return fill(SAE, ({"model": m, "step": s, "seed": seed, "file": name} for m in models("sae")
-                      for s, seed in study.sae_runs(config, m)))
+    return fill(
+        SAE,
+        (
+            {"model": m, "step": s, "seed": seed, "file": name}
+            for m in models("sae")
+            for s, seed in study.sae_runs(config, m)
+        ),
+    )
 
 
 def sae_card_files(name):
-    return fill(SAE, ({"model": models("sae")[0], "step": s, "seed": config["sae"]["seed"], "file": name}
-                      for s in study.sae_card_steps(config)))
+    return fill(
+        SAE,
+        (
+            {"model": models("sae")[0], "step": s, "seed": config["sae"]["seed"], "file": name}
+            for s in study.sae_card_steps(config)
+        ),
+    )
 
 
 def context_activation_files():
     """The context sweep's activations of one checkpoint ({model} and {step} left as wildcards)."""
     runs = study.context_runs(config)
-    return expand(CONTEXT_ACTIVATIONS, zip, stimset=[s for s, _ in runs], window=[w for _, w in runs],
-                  allow_missing=True)
+    return expand(
+        CONTEXT_ACTIVATIONS, zip, stimset=[s for s, _ in runs], window=[w for _, w in runs], allow_missing=True
+    )
 
 
 def temporal_files():
     """One r(layer, lag) table per (model, checkpoint, MEG subject), plus the context sweep at each last checkpoint."""
     files = fill(TEMPORAL, ({**c, **s} for c in checkpoints_of("temporal") for s in subjects_of_kind("meg")))
-    files += fill(TEMPORAL_CONTEXT, ({"model": m, "step": steps(m)[-1], **s, "window": w} for m in models("temporal")
-                                     for s in subjects_of_kind("meg") for w in config["temporal"]["context_windows"]))
+    files += fill(
+        TEMPORAL_CONTEXT,
+        (
+            {"model": m, "step": steps(m)[-1], **s, "window": w}
+            for m in models("temporal")
+            for s in subjects_of_kind("meg")
+            for w in config["temporal"]["context_windows"]
+        ),
+    )
     return files
 
 
@@ -85,8 +109,10 @@ ANALYSIS_TARGETS = {
     "evals": (["evals"], []),
     "probing": (["probing"], []),
     "phases": (["phases"], ["phase_trajectory", "probing_histogram", "detachment_map"]),
-    "sae": (["sae", "sae_matching"], ["sae_language", "sae_granularity", "sae_metrics", "sae_matching",
-                                      "sae_feature_cards"]),
+    "sae": (
+        ["sae", "sae_matching"],
+        ["sae_language", "sae_granularity", "sae_metrics", "sae_matching", "sae_feature_cards"],
+    ),
     "temporal": (["temporal"], ["temporal_heatmaps", "temporal_path", "temporal_trajectory", "temporal_sweeps"]),
     "crosscoder": (["crosscoder"], ["crosscoder_ri", "crosscoder_fractions", "crosscoder_maps"]),
     "variance": (["variance_partition", "variance_summary"], ["variance_trajectory"]),
@@ -112,6 +138,7 @@ def all_targets():
 
 
 # Cortical maps (rules in cortex.smk).
+
 
 def mni_space(dataset):
     """Whether the dataset's BOLD files are in an MNI space (the bids_fmri loader's ``space`` option)."""

@@ -9,64 +9,66 @@ rule word_epochs:
         brain=BRAIN,
     output:
         epochs=EPOCHS,
-    params:
-        temporal=config["temporal"],
     log:
         log_path("epochs", "{dataset}/{subject}"),
     benchmark:
         benchmark_path("epochs", "{dataset}/{subject}")
     conda:
-        ENV
+        BRAIN_ENV
+    params:
+        temporal=config["temporal"],
     script:
         "../scripts/temporal_epochs.py"
 
 
 rule temporal:
     input:
-        activations=lambda wc: ACTIVATIONS.format(model=wc.model, step=wc.step,
-                                                  stimset=study.stimset_of(config, wc.dataset)),
+        activations=lambda wc: ACTIVATIONS.format(
+            model=wc.model, step=wc.step, stimset=study.stimset_of(config, wc.dataset)
+        ),
         stimuli=lambda wc: STIMULI.format(stimset=study.stimset_of(config, wc.dataset)),
         epochs=EPOCHS,
         checkpoint=CHECKPOINT,
     output:
         scores=TEMPORAL,
-    params:
-        temporal=config["temporal"],
-        tokens=tokens,
-        context=None,
-        seed=config["seed"],
-    threads: threads("temporal")
     log:
         log_path("temporal", "{model}/{step}/{dataset}/{subject}"),
     benchmark:
         benchmark_path("temporal", "{model}/{step}/{dataset}/{subject}")
     conda:
-        ENV
+        ENCODING_ENV
+    threads: threads("temporal")
+    params:
+        temporal=config["temporal"],
+        tokens=tokens,
+        context=None,
+        seed=config["seed"],
     script:
         "../scripts/temporal.py"
 
 
 rule temporal_context:
     input:
-        activations=lambda wc: CONTEXT_ACTIVATIONS.format(model=wc.model, step=wc.step, window=wc.window,
-                                                          stimset=study.stimset_of(config, wc.dataset)),
+        activations=lambda wc: CONTEXT_ACTIVATIONS.format(
+            model=wc.model, step=wc.step, window=wc.window, stimset=study.stimset_of(config, wc.dataset)
+        ),
         stimuli=lambda wc: STIMULI.format(stimset=study.stimset_of(config, wc.dataset)),
         epochs=EPOCHS,
         checkpoint=CHECKPOINT,
     output:
         scores=TEMPORAL_CONTEXT,
-    params:
-        temporal=config["temporal"],
-        tokens=tokens,
-        context=lambda wc: int(wc.window),
-        seed=config["seed"],
-    threads: threads("temporal")
     log:
         log_path("temporal", "{model}/{step}/{dataset}/{subject}.ctx{window}"),
     benchmark:
         benchmark_path("temporal", "{model}/{step}/{dataset}/{subject}.ctx{window}")
     conda:
-        ENV
+        ENCODING_ENV
+    threads: threads("temporal")
+    params:
+        temporal=config["temporal"],
+        tokens=tokens,
+        context=lambda wc: int(wc.window),
+        seed=config["seed"],
     script:
         "../scripts/temporal.py"
 
@@ -81,7 +83,7 @@ rule aggregate_temporal:
     benchmark:
         benchmark_path("aggregate_temporal")
     conda:
-        ENV
+        TABLES_ENV
     script:
         "../scripts/concat_tables.py"
 
@@ -90,21 +92,25 @@ rule plot_temporal:
     input:
         scores=table("temporal"),
     output:
-        heatmaps=[report(f, caption="../report/temporal_heatmaps.rst", category="Temporal")
-                  for f in figures("temporal_heatmaps")],
-        path=[report(f, caption="../report/temporal_path.rst", category="Temporal")
-              for f in figures("temporal_path")],
-        trajectory=[report(f, caption="../report/temporal_trajectory.rst", category="Temporal")
-                    for f in figures("temporal_trajectory")],
-        sweeps=[report(f, caption="../report/temporal_sweeps.rst", category="Temporal")
-                for f in figures("temporal_sweeps")],
-    params:
-        plots=config["plots"],
+        heatmaps=[
+            report(f, caption="../report/temporal_heatmaps.rst", category="Temporal")
+            for f in figures("temporal_heatmaps")
+        ],
+        path=[report(f, caption="../report/temporal_path.rst", category="Temporal") for f in figures("temporal_path")],
+        trajectory=[
+            report(f, caption="../report/temporal_trajectory.rst", category="Temporal")
+            for f in figures("temporal_trajectory")
+        ],
+        sweeps=[
+            report(f, caption="../report/temporal_sweeps.rst", category="Temporal") for f in figures("temporal_sweeps")
+        ],
     log:
         log_path("plots/temporal"),
     benchmark:
         benchmark_path("plots/temporal")
     conda:
-        ENV
+        FIGURES_ENV
+    params:
+        plots=config["plots"],
     script:
         "../scripts/temporal_plot.py"

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 
 from brainphase.contracts.activations import subject_activations
-from brainphase.crosscoder import save_crosscoder
+from brainphase.crosscoder.model import save_crosscoder
 from brainphase.crosscoder.pipeline import run_checkpoint_crosscoder
 from brainphase.io import write_parquet
 from brainphase.runtime import resolve_device, setup_job

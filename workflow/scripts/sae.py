@@ -8,7 +8,7 @@ from brainphase.contracts.activations import activation_memmap, load_activations
 from brainphase.contracts.checkpoint import load_model
 from brainphase.io import write_parquet, write_text
 from brainphase.runtime import resolve_device, setup_job
-from brainphase.sae import save_sae
+from brainphase.sae.model import save_sae
 from brainphase.sae.pipeline import init_seed, run_checkpoint_sae, token_table
 from brainphase.sae.sheet import write_sheet
 from brainphase.contracts.stimuli import read_stimuli

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from brainphase.runtime import setup_job
-from brainphase.sae import load_sae
+from brainphase.sae.model import load_sae
 from brainphase.sae.saelens_format import export_saelens, model_reference
 
 snakemake = snakemake  # noqa: F821

@@ -1,11 +1,21 @@
-"""TopK sparse autoencoders on token activations."""
+"""TopK sparse autoencoders on token activations.
 
-from .loss import auxk_loss, auxk_reconstruction, normalized_mse
-from .model import TopKSAE, geometric_median, load_sae, save_sae
-from .train import SAETrainConfig, encode_rows, evaluate_sae, normalize_tokens, split_documents, train_sae
+The names below load their submodule on first use (PEP 562), so that a job
+importing ``brainphase.sae.plots`` or ``.matching`` runs without torch.
+"""
 
-__all__ = [
-    "SAETrainConfig", "TopKSAE", "auxk_loss", "auxk_reconstruction", "encode_rows", "evaluate_sae",
-    "geometric_median", "load_sae", "normalize_tokens", "normalized_mse", "save_sae", "split_documents",
-    "train_sae",
-]
+import importlib
+
+_SUBMODULE = {
+    "auxk_loss": "loss", "auxk_reconstruction": "loss", "normalized_mse": "loss",
+    "TopKSAE": "model", "geometric_median": "model", "load_sae": "model", "save_sae": "model",
+    "SAETrainConfig": "train", "encode_rows": "train", "evaluate_sae": "train", "normalize_tokens": "train",
+    "split_documents": "train", "train_sae": "train",
+}
+__all__ = sorted(_SUBMODULE)
+
+
+def __getattr__(name):
+    if name not in _SUBMODULE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_SUBMODULE[name]}", __name__), name)
