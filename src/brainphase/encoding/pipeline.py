@@ -82,7 +82,9 @@ def encode_layers(acts: Mapping[str, np.ndarray], stimuli: pd.DataFrame, brain, 
         if plan is None:
             plan = plan_encoding(job_shape(a, brain, y_train, y_test, s), budget_bytes)
             log.info("memory plan: %d voxels per chunk (%d voxels), folds %s, peak %.2f GB (budget %s)",
-                     plan.voxel_chunk, y_train.shape[1], "kept" if plan.keep_bases else "recomputed per chunk",
+                     plan.voxel_chunk, y_train.shape[1],
+                     "factorised once" if plan.voxel_chunk >= y_train.shape[1]
+                     else "kept across chunks" if plan.keep_bases else "recomputed per chunk",
                      plan.peak_bytes / 1e9, "none" if budget_bytes is None else f"{budget_bytes / 1e9:.2f} GB")
         x_train, groups = prepare_design(features_per_run(a, stimuli, brain, train_runs, s.resample), s.delays, trim)
         x_test, _ = prepare_design(features_per_run(a, stimuli, brain, test_runs, s.resample), s.delays, trim)
