@@ -372,10 +372,10 @@ def neox(d, n_layers):
     return tf.GPTNeoXForCausalLM(tf.GPTNeoXConfig(vocab_size=len(tok), hidden_size=d, num_hidden_layers=n_layers,
         num_attention_heads=4, intermediate_size=4 * d, max_position_embeddings=512)).eval()
 extract_activations(neox(32, 1), tok, units.head(40), "word", batch_size=4)  # kernels and allocator warmed up
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
 model = neox(256, 4)
 out = extract_activations(model, tok, units, "word", batch_size=16)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024 - base
 window = max(length for length, _ in plan_batches(word_items(units, tok, 512, None), 16, 512))
 params = sum(p.numel() for p in model.parameters())
 print(json.dumps([peak, activations_peak_bytes(params, 4, 16, window, 256, len(out), len(units))]))

@@ -53,7 +53,7 @@ def test_plan_shrinks_chunk_with_budget_and_refuses_too_small():
 
 
 PROBE = textwrap.dedent("""
-    import resource, sys
+    import sys
     import numpy as np
     from brainphase.encoding.delays import prepare_responses
     from brainphase.encoding.memory import EncodingShape, plan_encoding
@@ -71,7 +71,10 @@ PROBE = textwrap.dedent("""
     plan = plan_encoding(s, budget)
     whole = plan_encoding(s, None)
     fit_encoding(Xtr, ytr, groups, Xte, yte, n_perm=200, n_boot=20, voxel_chunk=plan.voxel_chunk)
-    print(plan.voxel_chunk, plan.peak_bytes, whole.peak_bytes, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    # VmHWM, this process's own high-water mark: ru_maxrss survives fork and exec on Linux, so a child
+    # of a large pytest process would report the parent's peak.
+    hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
+    print(plan.voxel_chunk, plan.peak_bytes, whole.peak_bytes, hwm)
 """)
 
 

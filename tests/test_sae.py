@@ -434,12 +434,12 @@ from brainphase.sae import SAETrainConfig, train_sae
 from brainphase.sae.train import sae_peak_bytes
 path, n_rows, d = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 acts = np.load(path, mmap_mode="r")
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
 # Every 40th row: rows from the whole file, so reading through the map would make it all resident.
 rows = np.arange(0, n_rows, 40)
 cfg = SAETrainConfig(expansion=16, k=8, k_aux=64, batch_size=1024, epochs=1, warmup_steps=0, dead_tokens=2048)
 train_sae(acts, rows[:-2048], rows[-2048:], cfg)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
 print(json.dumps({"added": peak - base, "bound": sae_peak_bytes(d, 16 * d, 1024, 2048, k=8, k_aux=64)}))
 """
 
