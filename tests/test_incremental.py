@@ -23,7 +23,7 @@ from conftest import REPO, SNAKEMAKE, run_snakemake
 # Stages run by one generic rule for every model, whose jobs the tests count per model.
 PER_MODEL = ("train", "register", "link", "download", "activations", "context_activations")
 PLOTS = ("plot_encoding_trajectory", "plot_encoding_maps", "plot_phases", "plot_sae", "plot_crosscoder",
-         "plot_temporal")
+         "plot_temporal", "plot_variance_trajectory")
 
 
 def _fresh_copy(micro_run: Path, dest: Path) -> Path:
@@ -96,7 +96,7 @@ def test_new_checkpoint_of_a_trained_model_schedules_only_its_jobs(micro_run, tm
 
     n_fmri, n_meg = _n_subjects(cfg, "fmri"), _n_subjects(cfg, "meg")
     per_checkpoint = {  # the new checkpoint's own jobs (it is not the last: no context sweep, no second SAE seed)
-        "train_toy": 1, "register_toy": 1, "encoding": n_fmri, "crosscoder": n_fmri,
+        "train_toy": 1, "register_toy": 1, "encoding": n_fmri, "crosscoder": n_fmri, "variance": n_fmri,
         # one activation job per stimulus set: the stories, each probed task's prompts, the SAE corpus
         "activations_toy": 2 + len(cfg["probing"]["tasks"]),
         "lm_eval": len(cfg["evals"]["tasks"]), "probing": len(cfg["probing"]["tasks"]), "sae": 1,
@@ -104,7 +104,7 @@ def test_new_checkpoint_of_a_trained_model_schedules_only_its_jobs(micro_run, tm
     }
     tables = {r: 1 for r in ("aggregate_encoding", "aggregate_evals", "aggregate_probing", "phases",
                              "aggregate_sae", "sae_matching", "aggregate_crosscoder", "aggregate_temporal",
-                             "checkpoint_duplicates")}
+                             "aggregate_variance", "checkpoint_duplicates")}
     expected = {**per_checkpoint, **tables, **{p: 1 for p in PLOTS}, "all": 1}
     expected["total"] = sum(expected.values())
 
@@ -162,9 +162,11 @@ ANALYSIS_PARAMS = {
     # section, key, new value: the jobs that read it, and everything built on their tables
     "crosscoder": ("lr", 0.002, lambda c, n, f: {"crosscoder": n * f, "aggregate_crosscoder": 1,
                                                  "plot_crosscoder": 1}),
+    # The variance jobs take their delays, alphas and folds from the encoding section, so they rerun too.
     "encoding": ("n_perm", 20, lambda c, n, f: {"encoding": n * f, "aggregate_encoding": 1, "phases": 1,
                                                 "plot_encoding_trajectory": 1, "plot_encoding_maps": 1,
-                                                "plot_phases": 1}),
+                                                "plot_phases": 1, "variance": n * f, "aggregate_variance": 1,
+                                                "plot_variance_trajectory": 1}),
     "sae": ("k", 3, lambda c, n, f: {"sae": n + int(c["sae"]["seed_baseline"]),
                                      "sae_export": n + int(c["sae"]["seed_baseline"]), "aggregate_sae": 1,
                                      "sae_matching": 1, "plot_sae": 1}),
@@ -208,7 +210,9 @@ def test_single_target_and_until(micro_run, tmp_path):
     n = len(cfg["models"][0]["train"]["checkpoints"]) * _n_subjects(cfg, "fmri")
     assert _dry_run(wd, "--until", "encoding")[0] == {"encoding": n, "total": n}
     assert _dry_run(wd, "--until", "aggregate_encoding")[0] == {"encoding": n, "aggregate_encoding": 1, "total": n + 1}
-    assert _dry_run(wd)[0]["total"] == n + 6  # the aggregation, phases, three figures and `all`
+    # the aggregation, phases, three figures and `all`; and the variance jobs, which read the encoding
+    # section, with their aggregation and figure
+    assert _dry_run(wd)[0]["total"] == n + 6 + n + 2
 
 
 def _descendants(pid: int) -> list[int]:

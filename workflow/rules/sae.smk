@@ -69,7 +69,8 @@ rule sae_export:
     conda:
         TORCH_ENV
     params:
-        model=lambda wc: model_config(wc.model),
+        # Only what the export names, so a new checkpoint in the model's list reruns no old export.
+        model=lambda wc: export_model_fields(model_config(wc.model)),
     script:
         "../scripts/sae_export.py"
 

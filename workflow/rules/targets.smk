@@ -195,3 +195,13 @@ def cortex_files():
                 ({**s, "ext": e} for s in cortex_subjects(kind) for e in config["plots"]["formats"]),
             )
     return files
+
+
+def export_model_fields(model):
+    """The model entry's fields an SAE export reads (name, source, hub repository, context)."""
+    return {
+        "name": model["name"],
+        "source": model.get("source"),
+        "hf": {"repo_id": (model.get("hf") or {}).get("repo_id")},
+        "train": {"max_position": (model.get("train") or {}).get("max_position")},
+    }
