@@ -282,7 +282,7 @@ def test_activation_memmap_reads_the_stored_tensor_without_loading(tmp_path):
     arrays = {"resid.0": rng.normal(size=(7, 5)).astype(np.float16),
               "resid.1": rng.normal(size=(7, 5)).astype(np.float16)}
     path = tmp_path / "a.safetensors"
-    save_activations(path, arrays, {"model": "m", "step": "step0", "tokens": 0, "pooling": "token",
+    save_activations(path, arrays, {"model": "m", "step": "step0", "tokens": 0, "pooling": "mean",
                                     "context_window": None, "unit_ids": list("abcdefg")})
     for name, a in arrays.items():
         mm = activation_memmap(path, name)

@@ -92,7 +92,7 @@ def test_token_table_joins_words_truth_and_a_dictionary():
     words = pd.DataFrame({"unit_id": ["d0_0", "d0_1", "d1_0"], "run": ["d0", "d0", "d1"], "text": ["cat", "sat", "ねこ"],
                           "lang": ["en", "en", "ja"], "concept": [3, -1, 3], "category": ["animal", "", "animal"],
                           "lemma": ["cat", "sat", "ねこ"]})
-    meta = {"unit_ids": ["d0_0", "d0_0", "d0_1", "d1_0"], "token_ids": [5, 6, 7, 8], "positions": [0, 1, 2, 0],
+    meta = {"unit_rows": [0, 0, 1, 2], "token_ids": [5, 6, 7, 8], "positions": [0, 1, 2, 0],
             "tokens": ["c", "at", " sat", "ねこ"]}
     t = token_table(meta, words)
     assert t["doc"].tolist() == ["d0", "d0", "d0", "d1"] and t["word"].tolist() == ["cat", "cat", "sat", "ねこ"]
@@ -104,4 +104,4 @@ def test_token_table_joins_words_truth_and_a_dictionary():
     t = token_table(meta, words.drop(columns=["concept", "category"]), d)
     assert t["concept"].isna().tolist() == [True, True, False, True] and t["category"].iloc[2] == "verb"
     with pytest.raises(ValueError, match="stale"):
-        token_table({**meta, "unit_ids": ["zz"] * 4}, words)
+        token_table({**meta, "unit_rows": [0, 1, 2, 3]}, words)

@@ -90,19 +90,61 @@ def model_size(model: dict) -> ModelSize | None:
 CHARS_PER_TOKEN = 4  # English BPE; a token-level corpus is sized from its characters
 
 
-def stimulus_units(stimset: str, config: dict, results: str | Path = "results", pooling: str = "word") -> int | None:
-    """Units of a stimulus set (tokens for ``token`` pooling): from its file when it exists, else the config."""
+# Forward-pass tokens per stimulus unit of word pooling (a story's word) in a
+# BPE vocabulary; prompts and annotation texts are sized from their characters.
+TOKENS_PER_WORD = 1.5
+
+
+@dataclass(frozen=True)
+class StimulusSize:
+    units: int
+    """Rows of the set's activation cache: words, prompts, annotation texts, or tokens (``token`` pooling)."""
+    tokens: int
+    """Tokens the model reads to cache the set (every prompt read whole)."""
+    source: str
+    """Where the numbers come from: the built set, the dataset's files, or the config's estimate."""
+
+
+def stimulus_size(stimset: str, config: dict, results: str | Path = "results",
+                  pooling: str = "word") -> StimulusSize | None:
+    """Units and forward-pass tokens of a stimulus set, or None while nothing tells.
+
+    From the built set (``results/stimuli/<set>.parquet``) when it exists; else
+    from the dataset's own files (LeBel's TextGrids) or the generated world's
+    settings; else from ``plan_stimuli.<set>`` of the config, an estimate.
+    """
     path = Path(results) / "stimuli" / f"{stimset}.parquet"
     if path.is_file():
         import pyarrow.parquet as pq
 
         try:
-            if pooling == "token":
+            if pooling in ("token", "last", "mean"):  # texts read whole: sized by their characters
                 text = pq.read_table(path, columns=["text"]).column("text").to_pylist()
-                return int(sum(len(t or "") for t in text) / CHARS_PER_TOKEN)
-            return pq.ParquetFile(path).metadata.num_rows
+                chars = int(sum(len(t or "") for t in text) / CHARS_PER_TOKEN)
+                return StimulusSize(chars if pooling == "token" else len(text), chars, str(path))
+            rows = pq.ParquetFile(path).metadata.num_rows
+            return StimulusSize(rows, int(rows * TOKENS_PER_WORD), str(path))
         except Exception:
             return None
+    units = _configured_units(stimset, config)
+    if units is not None:
+        tokens = units if pooling == "token" else int(units * TOKENS_PER_WORD)
+        return StimulusSize(units, tokens, f"the {stimset} set's sources")
+    estimate = (config.get("plan_stimuli") or {}).get(stimset)
+    if estimate:
+        return StimulusSize(int(estimate["units"]), int(estimate["tokens"]),
+                            f"plan_stimuli.{stimset} of the config (an estimate)")
+    return None
+
+
+def stimulus_units(stimset: str, config: dict, results: str | Path = "results", pooling: str = "word") -> int | None:
+    """Units of a stimulus set (tokens for ``token`` pooling), or None while unknown (see :func:`stimulus_size`)."""
+    size = stimulus_size(stimset, config, results, pooling)
+    return None if size is None else size.units
+
+
+def _configured_units(stimset: str, config: dict) -> int | None:
+    """Units of a set not yet built, from the data on disk or the generated world's settings."""
     for d in config["datasets"]:
         if d["name"] == stimset and d["source"] == "lebel":
             return _lebel_words(Path(d["path"]))

@@ -13,47 +13,12 @@ memory comes from the same formula the job plans its chunks with, under the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 
 from .encoding.memory import MIN_CHUNK, EncodingShape, fit_flops, peak_bytes, plan_encoding
+from .plan_shapes import SubjectShape, epochs_shape, subject_shape  # noqa: F401 (re-exported)
 from .planning import GB
-
-
-@dataclass(frozen=True)
-class SubjectShape:
-    train_samples: int
-    test_samples: int
-    channels: int
-    source: str
-    """Where the shape comes from: the loaded brain file, or the config's ``plan_shape`` estimate."""
-
-
-def subject_shape(brain_path, dataset: dict) -> SubjectShape | None:
-    """A subject's training/test samples and channels: its brain file's header, else ``plan_shape``, else None."""
-    from pathlib import Path
-
-    path = Path(brain_path)
-    if path.is_file():
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as f:
-                train = test = channels = 0
-                for g in f["runs"].values():
-                    n, channels = g["data"].shape
-                    split = g.attrs.get("split", b"train")
-                    split = split.decode() if isinstance(split, bytes) else str(split)
-                    train, test = (train + n, test) if split == "train" else (train, test + n)
-            return SubjectShape(train, test, channels, str(path))
-        except (OSError, KeyError, ValueError):
-            return None
-    shape = dataset.get("plan_shape")
-    if shape:
-        return SubjectShape(shape["train_samples"], shape["test_samples"], shape["channels"],
-                            f"plan_shape of dataset {dataset['name']} (an estimate)")
-    return None
 
 
 def encoding_estimate(size, n_sites: int, enc: dict, shape: SubjectShape, budget_bytes: int | None,
@@ -114,7 +79,7 @@ def format_stages(rows: list[dict], device: str, machine: str | None) -> str:
         lines.append(
             f"  {r['stage']:<{width}s} {r['jobs']:>5d} jobs x {_fmt_time(per):>7s} = {_fmt_time(total):>7s}; "
             f"peak {'?' if peak is None else f'{peak / GB:.1f} GB'}"
-            + (f" of {budget / GB:.1f} GB" if budget else "") + (" EXCEEDS THE BUDGET" if r.get("over_budget") else "") + (f"  [{r['note']}]" if r.get("note") else ""))
+            + (f" of {budget / GB:.1f} GB" if budget else "") + (" EXCEEDS THE BUDGET" if r.get("over_budget") or (peak and budget and peak > budget) else "") + (f"  [{r['note']}]" if r.get("note") else ""))
     return "\n".join(lines)
 
 
@@ -154,46 +119,45 @@ def encoding_rows(config: dict, models: list[str], n_steps: dict, subjects: list
     return rows
 
 
-# Forward-pass tokens per stimulus unit of word/mean pooling (a word, or an
-# annotation text) in a BPE vocabulary; token pooling counts tokens directly.
-TOKENS_PER_UNIT = 1.5
-
-
 def activation_rows(config: dict, counts: dict, results, budget_bytes, rates: dict) -> list[dict]:
-    """Per model: caching jobs, time from the recorded tokens/s scaled by parameters, peak of the job."""
+    """Per model and stimulus set: caching jobs (one per checkpoint), time from the recorded tokens/s
+    scaled by parameters and the set's tokens, peak of the job with the set's units."""
     from . import study
-    from .planning import model_size, stimulus_units
+    from .planning import model_size, stimulus_size
 
     rec = rates.get("activations")
+    act = config["activations"]
     rows = []
     for name, jobs in counts.items():
-        m = next(m for m in config["models"] if m["name"] == name)
-        size = model_size(m)
+        size = model_size(next(m for m in config["models"] if m["name"] == name))
         sets = study.stimsets(config, name)
         if not jobs or not sets:
             continue
-        units = [stimulus_units(s, config, results, study.pooling_of(config, s)) for s in sets]
-        row = {"stage": f"activations {name}", "jobs": jobs, "budget_bytes": budget_bytes}
-        if size is not None and None not in units:
+        per_set = jobs // len(sets)  # every checkpoint caches every set
+        for s in sets:
+            pooling = study.pooling_of(config, s)
+            stim = stimulus_size(s, config, results, pooling)
+            row = {"stage": f"activations {name} {s}", "jobs": per_set, "budget_bytes": budget_bytes}
+            if size is None or stim is None:
+                row["note"] = ("model size unknown" if size is None else
+                               f"size of {s} unknown until the set is built: give plan_stimuli.{s} (units, tokens)")
+                rows.append(row)
+                continue
             from .activations.extract import activations_peak_bytes
 
-            act = config["activations"]
             # A whole-story window is at most the model's context; 2,048 positions for the studied families.
             window = act["context_window"] or 2048
+            n_sites = len(study.sites_of(config, s)) * (size.n_layers + 1) if pooling != "token" else 1
             row["peak_bytes"] = activations_peak_bytes(size.params, size.bytes_per_param, act["batch_size"], window,
-                                                       size.d_model, len(act["sites"]) * (size.n_layers + 1),
-                                                       max(units))
-        if size is None or None in units:
-            row["note"] = "model size unknown" if size is None else "stimulus units unknown until the sets are built"
-        elif not rec:
-            row["note"] = "no activations benchmark recorded (run benchmarks/activations.py)"
-        else:
-            tokens = [u if study.pooling_of(config, s) == "token" else u * TOKENS_PER_UNIT for s, u in zip(sets, units)]
-            # One job caches one stimulus set: the mean set stands for a job.
-            per_job = sum(tokens) / len(tokens)
-            row["seconds"] = per_job * size.params / (rec["tokens_per_s"] * rec["params"])
-            row["note"] = f"~{TOKENS_PER_UNIT} tokens per unit; CPU rate of a {rec.get('model', 'small model')}"
-        rows.append(row)
+                                                       size.d_model, n_sites, stim.units,
+                                                       outputs_in_memory=False)  # the job streams its rows to disk
+            if not rec:
+                row["note"] = "no activations benchmark recorded (run benchmarks/activations.py)"
+            else:
+                row["seconds"] = stim.tokens * size.params / (rec["tokens_per_s"] * rec["params"])
+                row["note"] = (f"{stim.units:,} units, {stim.tokens:,} tokens from {stim.source}; "
+                               f"CPU rate of a {rec.get('model', 'small model')}")
+            rows.append(row)
     return rows
 
 
@@ -217,6 +181,8 @@ def study_stages(config: dict, counts: dict, subjects, brain_path, budget_of, re
     rows += variance_rows(config, counts.get("variance", {}), subjects, brain_path, budget_of("variance"), rates)
     rows += temporal_rows(config, counts.get("temporal", {}).get("all", 0), epochs_paths or [],
                           budget_of("temporal"), rates)
+    from .stage_plan_sparse import sparse_coding_rows
+
     rows += sparse_coding_rows(config, counts, subjects, brain_path, budget_of, results, rates)
     return format_stages(rows, device, machine)
 
@@ -253,21 +219,6 @@ def variance_rows(config: dict, counts: dict, subjects, brain_path, budget_bytes
                                           "benchmarks/encoding.py), whose rate times the fits"))
         rows.append(row)
     return rows
-
-
-def epochs_shape(path) -> tuple[int, int, int] | None:
-    """(words, sensors, lags) of a word-epochs file from its header, or None while it does not exist."""
-    from pathlib import Path
-
-    if not Path(path).is_file():
-        return None
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return tuple(int(n) for n in f["data"].shape)
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
 
 
 def temporal_rows(config: dict, jobs: int, epochs_paths, budget_bytes, rates: dict) -> list[dict]:
@@ -311,84 +262,3 @@ def temporal_rows(config: dict, jobs: int, epochs_paths, budget_bytes, rates: di
     row["seconds"] = rec.get("seconds_float32", rec["seconds"]) * ours / bench
     row["note"] = f"{words} words x {channels} sensors x {lags} lags, {layers} layers; scaled from the benchmark"
     return [row]
-
-
-def sparse_coding_rows(config: dict, counts: dict, subjects, brain_path, budget_of, results, rates: dict) -> list[dict]:
-    """SAE training, SAE matching and the crosscoder: times from their benchmarks, peaks from their formulas."""
-    from . import study
-    from .planning import model_size, stimulus_units
-
-    rows = []
-    sae = config["sae"]
-    for name, jobs in counts.get("sae", {}).items():
-        size = model_size(next(m for m in config["models"] if m["name"] == name))
-        row = {"stage": f"sae {name}", "jobs": jobs, "budget_bytes": budget_of("sae")}
-        if size is None:
-            rows.append({**row, "note": "model size unknown"})
-            continue
-        n_latents = size.d_model * sae["expansion"]
-        tokens = stimulus_units("sae_corpus", config, results, "token")
-        from .sae.train import sae_peak_bytes
-
-        row["peak_bytes"] = sae_peak_bytes(size.d_model, n_latents, sae["batch_size"],
-                                           int(0.1 * (tokens or 0)), sae["k"], sae["k_aux"])
-        rec = rates.get("sae")
-        if rec and tokens:
-            # A step's work grows with the dictionary: width x latents.
-            rate = rec["tokens_per_s"] * (rec["d_in"] * rec["n_latents"]) / (size.d_model * n_latents)
-            row["seconds"] = tokens * sae["epochs"] / rate
-        row["note"] = ("corpus tokens unknown until the SAE corpus is built" if not tokens else
-                       "no sae benchmark recorded (run benchmarks/sae.py)" if not rec else
-                       f"{n_latents} latents, {tokens:,} tokens x {sae['epochs']} epochs")
-        rows.append(row)
-    rows += matching_rows(config, counts, budget_of("sae_matching"), rates)
-    rows += crosscoder_rows(config, counts.get("crosscoder", {}), subjects, brain_path, budget_of("crosscoder"))
-    return rows
-
-
-def matching_rows(config: dict, counts: dict, budget_bytes, rates: dict) -> list[dict]:
-    from . import study
-    from .planning import model_size
-
-    jobs = counts.get("sae_matching", {}).get("all", 0)
-    names = list(counts.get("sae", {}))
-    if not jobs or not names:
-        return []
-    sizes = [model_size(next(m for m in config["models"] if m["name"] == n)) for n in names]
-    row = {"stage": "sae_matching", "jobs": jobs, "budget_bytes": budget_bytes}
-    if None in sizes:
-        return [{**row, "note": "model size unknown"}]
-    from .sae.matching import JOB_OVERHEAD_BYTES, matching_peak_bytes
-
-    shapes = [(s.d_model * config["sae"]["expansion"], s.d_model) for s in sizes]
-    # Consecutive checkpoints plus the seed baseline: one comparison per SAE but the first of each model.
-    pairs = [(n, d) for name, (n, d) in zip(names, shapes) for _ in range(len(study.sae_runs(config, name)) - 1)]
-    room = None if budget_bytes is None else budget_bytes - JOB_OVERHEAD_BYTES  # as the job computes it
-    row["peak_bytes"] = JOB_OVERHEAD_BYTES + max(matching_peak_bytes(n, n, d, room) for n, d in shapes)
-    rec = rates.get("sae_matching")
-    if rec:
-        row["seconds"] = sum(rec["seconds"] * (n * n * d) / (rec["n_latents"] ** 2 * rec["d"]) for n, d in pairs)
-    row["note"] = (f"{len(pairs)} comparisons of {max(n for n, _ in shapes):,} latents" if rec else
-                   "no sae_matching benchmark recorded (run benchmarks/matching.py)")
-    return [row]
-
-
-def crosscoder_rows(config: dict, counts: dict, subjects, brain_path, budget_bytes) -> list[dict]:
-    from .crosscoder.memory import crosscoder_peak_bytes
-    from .planning import model_size
-
-    cc = config["crosscoder"]
-    rows = []
-    for name, jobs in counts.items():
-        size = model_size(next(m for m in config["models"] if m["name"] == name))
-        shapes = [subject_shape(brain_path(d["name"], sub), d) for d, sub in subjects]
-        row = {"stage": f"crosscoder {name}", "jobs": jobs, "budget_bytes": budget_bytes,
-               "note": "time not benchmarked (minutes per job on the demo)"}
-        if size is None or None in shapes:
-            row["note"] = "model size unknown" if size is None else "subject shapes unknown: load them or give plan_shape"
-        else:
-            row["peak_bytes"] = max(crosscoder_peak_bytes(sh.train_samples + sh.test_samples, sh.channels,
-                                                          size.d_model, cc["d_latent"], cc["batch_size"],
-                                                          budget_bytes) for sh in shapes)
-        rows.append(row)
-    return rows

@@ -5,7 +5,7 @@ import time
 
 from brainphase.activations.extract import (extract_activations, extract_last_token_activations,
                                             extract_token_activations)
-from brainphase.contracts.activations import save_activations
+from brainphase.contracts.activations import activation_file
 from brainphase.contracts.checkpoint import load_model
 from brainphase.runtime import setup_job
 from brainphase.contracts.stimuli import read_stimuli
@@ -28,23 +28,18 @@ for stimset, pooling, window, sites, units, out_path in zip(p.stimsets, p.poolin
     window = (window if window is not None else cfg["context_window"]) if pooling == "word" else None
     meta = {"model": p.model, "step": p.revision, "tokens": int(p.tokens), "pooling": pooling,
             "context_window": window, "stimset": stimset}
-    if pooling == "token":
-        arrays, tokens = extract_token_activations(model, tokenizer, units, sites=[p.token_site],
-                                                   layers=[p.token_layer], batch_size=cfg["batch_size"])
-        meta.update(unit_ids=units["unit_id"].to_numpy()[tokens["unit_row"].to_numpy()].tolist(),
-                    token_ids=tokens["token_id"].tolist(), positions=tokens["position"].tolist(),
-                    tokens=tokens["token"].tolist())
-    elif pooling == "last":
-        # Prompts longer than the model's positions are dropped, never cut: the
-        # file lists them so a reader can align and count (probing reports n_dropped).
-        arrays, kept, dropped = extract_last_token_activations(model, tokenizer, units, sites=sites,
-                                                               batch_size=cfg["batch_size"])
-        meta.update(unit_ids=kept, dropped_unit_ids=dropped, n_dropped=len(dropped))
-    else:
-        arrays = extract_activations(model, tokenizer, units, pooling, sites=sites, context_window=window,
-                                     batch_size=cfg["batch_size"])
-        meta["unit_ids"] = units["unit_id"].tolist()
-    n_rows = len(meta["unit_ids"])
-    log.info("%s%s: %d %s rows x %d tensors in %.1fs", stimset, f" (context {window})" if window else "", n_rows,
-             "token" if pooling == "token" else "unit", len(arrays), time.perf_counter() - t0)
-    save_activations(out_path, arrays, meta)
+    # Rows stream into the file as they are computed: the job never holds a whole tensor.
+    with activation_file(out_path, meta, units) as out:
+        if pooling == "token":
+            extract_token_activations(model, tokenizer, units, sites=[p.token_site], layers=[p.token_layer],
+                                      batch_size=cfg["batch_size"], out=out)
+        elif pooling == "last":
+            # Prompts longer than the model's positions are dropped, never cut: the
+            # file lists them so a reader can align and count (probing reports n_dropped).
+            extract_last_token_activations(model, tokenizer, units, sites=sites, batch_size=cfg["batch_size"], out=out)
+        else:
+            extract_activations(model, tokenizer, units, pooling, sites=sites, context_window=window,
+                                batch_size=cfg["batch_size"], out=out)
+    log.info("%s%s: %d %s rows x %d tensors in %.1fs", stimset, f" (context {window})" if window else "",
+             out.info["n_rows"], "token" if pooling == "token" else "unit", len(out.info["names"]),
+             time.perf_counter() - t0)

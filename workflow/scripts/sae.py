@@ -4,7 +4,7 @@ import time
 
 import pandas as pd
 
-from brainphase.contracts.activations import activation_memmap, load_activations
+from brainphase.contracts.activations import activation_memmap, read_token_table
 from brainphase.contracts.checkpoint import load_model
 from brainphase.io import write_parquet, write_text
 from brainphase.runtime import resolve_device, setup_job
@@ -23,9 +23,10 @@ name = f"{cfg['site']}.{cfg['layer']}"
 device = str(resolve_device(p.device))
 
 acts = activation_memmap(snakemake.input.activations, name)
-_, meta = load_activations(snakemake.input.activations, names=[])
+stimuli = read_stimuli(snakemake.input.stimuli)
+columns = read_token_table(snakemake.input.activations, stimuli, snakemake.input.stimuli)
 dictionary = pd.read_csv(snakemake.input.dictionary) if cfg["dictionary"] else None
-tokens = token_table(meta, read_stimuli(snakemake.input.stimuli), dictionary)
+tokens = token_table(columns, stimuli, dictionary)
 model, tokenizer = load_model(snakemake.input.checkpoint, device=device,
                               trust_remote_code=snakemake.params.trust_remote_code)
 log.info("%s/%s seed %d: %d tokens x %d at %s", wc.model, wc.step, seed, acts.shape[0], acts.shape[1], name)

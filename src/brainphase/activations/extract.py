@@ -51,7 +51,7 @@ def padded_length(n_tokens: int, max_len: int) -> int:
 
 
 def activations_peak_bytes(params: int, bytes_per_param: int, batch_size: int, window: int, d_model: int,
-                           n_sites_layers: int, n_units: int) -> int:
+                           n_sites_layers: int, n_units: int, outputs_in_memory: bool = True) -> int:
     """Peak memory of one extraction job: weights, the float16 outputs, one batch in flight.
 
     ``window`` is the longest padded item (tokens), ``n_sites_layers`` the
@@ -63,14 +63,16 @@ def activations_peak_bytes(params: int, bytes_per_param: int, batch_size: int, w
     wide), twice (scores and their softmax). The hooks keep only the target
     rows (at most one per token): every site's in float16 until the batch
     ends, one site's in float32 at a time. On a GPU the batch terms are device
-    memory; host memory needs the weights and the outputs.
+    memory; host memory needs the weights and the outputs. A job that streams
+    its rows to the file (``outputs_in_memory=False``: the workflow's jobs)
+    holds none of the outputs: they pass through the page cache.
     """
     tokens = batch_size * window
     hidden = tokens * d_model * 4 * 16
     heads = max(1, d_model // 64)
     scores = batch_size * heads * window * window * 4 * 2
     rows = tokens * d_model * (4 + 2 * n_sites_layers)
-    outputs = n_sites_layers * n_units * d_model * 2
+    outputs = n_sites_layers * n_units * d_model * 2 if outputs_in_memory else 0
     return int(params * bytes_per_param + outputs + hidden + scores + rows)
 
 
@@ -187,6 +189,7 @@ def extract_activations(
     batch_size: int = 16,
     device=None,
     dtype=np.float16,
+    out=None,
 ) -> dict[str, np.ndarray]:
     """Activations of every unit at every requested site, ``{site}.{layer}`` → (n_units × d).
 
@@ -195,6 +198,10 @@ def extract_activations(
     only) is the number of tokens each word's last token sees before it;
     ``None`` means the whole story (in overlapping windows if it exceeds the
     model's positions). ``device=None`` keeps the model where it is.
+    ``out``: a function ``(names, n_rows, d, **info) -> {name: rows sink}``
+    that receives the rows instead of in-memory arrays, e.g. a file being
+    written (:func:`brainphase.contracts.activations.activation_file`); the
+    sinks are returned.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
@@ -214,12 +221,12 @@ def extract_activations(
         items = word_items(units, tokenizer, max_len, context_window)
     else:
         items = unit_items(units, tokenizer, max_len, pooling)
-    return _run(model, tokenizer, items, names, len(units), batch_size, device, dtype)
+    return _run(model, tokenizer, items, names, len(units), batch_size, device, dtype, out)
 
 
 def extract_last_token_activations(model, tokenizer, units: pd.DataFrame, sites: Sequence[str] = SITES,
                                    layers: Sequence[int] | None = None, batch_size: int = 16, device=None,
-                                   dtype=np.float16) -> tuple[dict[str, np.ndarray], list, list]:
+                                   dtype=np.float16, out=None) -> tuple[dict[str, np.ndarray], list, list]:
     """Last-token activations of every unit that fits the model; over-long units are dropped and counted.
 
     A prompt longer than the model's positions cannot be read whole, and
@@ -240,13 +247,16 @@ def extract_last_token_activations(model, tokenizer, units: pd.DataFrame, sites:
     if kept.empty:
         raise ValueError(f"all {len(units)} units exceed the model's {max_len} positions; use fewer few-shot "
                          f"examples (evals.num_fewshot) or a model with a longer context")
+    kept_ids = kept["unit_id"].tolist()
+    to = None if out is None else (lambda names, n, d: out(names, n, d, kept=kept_ids, dropped=dropped))
     arrays = extract_activations(model, tokenizer, kept, "last", sites=sites, layers=layers, batch_size=batch_size,
-                                 device=device, dtype=dtype)
-    return arrays, kept["unit_id"].tolist(), dropped
+                                 device=device, dtype=dtype, out=to)
+    return arrays, kept_ids, dropped
 
 
-def _run(model, tokenizer, items, names, n_rows, batch_size, device, dtype) -> dict[str, np.ndarray]:
-    out = {name: np.zeros((n_rows, model.config.hidden_size), dtype=dtype) for name in names}
+def _run(model, tokenizer, items, names, n_rows, batch_size, device, dtype, out=None) -> dict[str, np.ndarray]:
+    d = model.config.hidden_size
+    out = {name: np.zeros((n_rows, d), dtype=dtype) for name in names} if out is None else out(names, n_rows, d)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     stats = _forward(model, items, names, out, batch_size, device, pad_id, _max_positions(model))
     for name, (overflow, largest) in stats.items():
@@ -258,7 +268,7 @@ def _run(model, tokenizer, items, names, n_rows, batch_size, device, dtype) -> d
 
 def extract_token_activations(model, tokenizer, units: pd.DataFrame, sites: Sequence[str] = ("resid",),
                               layers: Sequence[int] | None = None, batch_size: int = 16, device=None,
-                              dtype=np.float16) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+                              dtype=np.float16, out=None) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Every token of every story (``units`` with run, word_index, text) at the requested sites.
 
     Returns ``(arrays, tokens)``: ``{site}.{layer}`` → (n_tokens × d), and one
@@ -271,4 +281,5 @@ def extract_token_activations(model, tokenizer, units: pd.DataFrame, sites: Sequ
     device = _ready(model, device)
     names = site_names(len(transformer_blocks(model)), sites, layers)
     items, tokens = token_items(units, tokenizer, _max_positions(model))
-    return _run(model, tokenizer, items, names, len(tokens), batch_size, device, dtype), tokens
+    to = None if out is None else (lambda names, n, d: out(names, n, d, tokens=tokens))
+    return _run(model, tokenizer, items, names, len(tokens), batch_size, device, dtype, to), tokens

@@ -22,28 +22,29 @@ LANGUAGE_LABELS = ("ja", "en", "mixed")
 GRANULARITY_LABELS = ("token", "concept_synonym", "concept_related", "unrelated")
 
 
-def token_table(metadata: dict, stimuli: pd.DataFrame, dictionary: pd.DataFrame | None = None) -> pd.DataFrame:
+def token_table(columns: dict, stimuli: pd.DataFrame, dictionary: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per cached token: where it is, what it is, and the word's truth where known.
 
-    ``metadata`` is the token-pooled activation file's (unit_ids, token_ids,
-    positions, tokens); ``stimuli`` the word-level stimulus set (its concept and
-    category columns are the demo world's truth); ``dictionary`` (word,
-    concept, category) supplies them for a real corpus.
+    ``columns`` are the token-pooled activation file's per-token columns
+    (:func:`brainphase.contracts.activations.read_token_table`): unit_rows
+    (rows of ``stimuli``), token_ids, positions, tokens; ``stimuli`` the
+    word-level stimulus set (its concept and category columns are the demo
+    world's truth); ``dictionary`` (word, concept, category) supplies them for
+    a real corpus.
     """
-    n = len(metadata["unit_ids"])
+    rows = np.asarray(columns["unit_rows"], dtype=np.int64)
+    n = len(rows)
     for key in ("token_ids", "positions", "tokens"):
-        if len(metadata.get(key, ())) != n:
-            raise ValueError(f"activation metadata {key!r} must list one entry per token row ({n}); "
+        if len(columns.get(key, ())) != n:
+            raise ValueError(f"activation columns {key!r} must give one entry per token row ({n}); "
                              "re-extract the corpus with token pooling")
-    words = stimuli.set_index("unit_id")
-    unknown = set(metadata["unit_ids"]) - set(words.index)
-    if unknown:
-        raise ValueError(f"{len(unknown)} token rows belong to words missing from the stimulus set "
-                         f"(e.g. {sorted(unknown)[:3]}); the activations are stale, rerun them")
-    w = words.loc[metadata["unit_ids"]]
+    if n and (rows.min() < 0 or rows.max() >= len(stimuli)):
+        raise ValueError(f"token rows point outside the stimulus set's {len(stimuli)} words; the activations are "
+                         "stale, rerun them")
+    w = stimuli.reset_index(drop=True).iloc[rows]
     table = pd.DataFrame({
-        "row": np.arange(n), "doc": w["run"].to_numpy(), "position": metadata["positions"],
-        "token_id": metadata["token_ids"], "token": metadata["tokens"], "word": w["text"].to_numpy(),
+        "row": np.arange(n), "doc": w["run"].to_numpy(), "position": np.asarray(columns["positions"]),
+        "token_id": np.asarray(columns["token_ids"]), "token": list(columns["tokens"]), "word": w["text"].to_numpy(),
         "lang": w["lang"].to_numpy() if "lang" in w else None,
     })
     # The word form that synonymy is judged on: the lemma where the stimulus set has one.
