@@ -1,6 +1,7 @@
 """The dry-run plan per stage: measured rates times counted work, peaks from the jobs' own formulas."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from brainphase.contracts.brain import BrainRun, write_brain
@@ -98,3 +99,56 @@ def test_variance_rows_plan_the_jobs_chunk_and_scale_the_encoding_rate(tmp_path,
     assert "peak_bytes" not in small and "mem_mb of rule variance" in small["note"]
     [untimed] = variance_rows(config, {"m": 12}, subjects, where, None, {})
     assert untimed.get("seconds") is None and "benchmarks/encoding.py" in untimed["note"]
+
+
+def test_activation_rows_per_set_from_the_built_set_else_the_estimate(tmp_path, monkeypatch):
+    from brainphase import planning
+    from brainphase.activations.extract import activations_peak_bytes
+    from brainphase.stage_plan import activation_rows
+
+    size = ModelSize(4e8, 24, 1024, 2)
+    monkeypatch.setattr(planning, "model_size", lambda m: size)
+    config = {"analyses": ["encoding", "probing"], "models": [{"name": "m", "source": "hf"}],
+              "datasets": [{"name": "lebel", "kind": "fmri", "source": "lebel", "path": str(tmp_path / "absent")}],
+              "probing": {"tasks": ["mmlu"], "site": "mlp"},
+              "activations": {"sites": ["resid", "mlp"], "batch_size": 16, "context_window": None},
+              "plan_stimuli": {"lebel": {"units": 1000, "tokens": 1500}, "probe_mmlu": {"units": 10, "tokens": 6000}}}
+    rec = {"tokens_per_s": 1000.0, "params": 1e8}
+    rows = {r["stage"]: r for r in activation_rows(config, {"m": 8}, tmp_path, None, {"activations": rec})}
+    lebel, mmlu = rows["activations m lebel"], rows["activations m probe_mmlu"]
+    assert lebel["jobs"] == mmlu["jobs"] == 4  # one per checkpoint and set
+    assert lebel["seconds"] == pytest.approx(1500 / 1000 * 4)  # tokens / rate x (parameters / benchmark's)
+    assert mmlu["seconds"] == pytest.approx(6000 / 1000 * 4) and "plan_stimuli.probe_mmlu" in mmlu["note"]
+    # Rows stream to disk: the peak has no output term, whatever the units.
+    assert lebel["peak_bytes"] == activations_peak_bytes(4e8, 2, 16, 2048, 1024, 2 * 25, 1000, outputs_in_memory=False)
+    assert lebel["peak_bytes"] == activations_peak_bytes(4e8, 2, 16, 2048, 1024, 2 * 25, 10**9, outputs_in_memory=False)
+    # Once the set is built, its own rows and text count, not the estimate.
+    (tmp_path / "stimuli").mkdir()
+    pd.DataFrame({"unit_id": ["a", "b"], "text": ["x" * 400, "y" * 800]}).to_parquet(tmp_path / "stimuli/probe_mmlu.parquet")
+    rows = {r["stage"]: r for r in activation_rows(config, {"m": 8}, tmp_path, None, {"activations": rec})}
+    assert rows["activations m probe_mmlu"]["seconds"] == pytest.approx(300 / 1000 * 4)  # 1,200 characters / 4
+    del config["plan_stimuli"]
+    rows = {r["stage"]: r for r in activation_rows(config, {"m": 8}, tmp_path, None, {"activations": rec})}
+    assert rows["activations m lebel"].get("seconds") is None and "plan_stimuli.lebel" in rows["activations m lebel"]["note"]
+
+
+def test_crosscoder_rows_time_two_fits_from_the_benchmark_rate(tmp_path, monkeypatch):
+    from brainphase import planning
+    from brainphase.crosscoder.memory import crosscoder_peak_bytes
+    from brainphase.stage_plan_sparse import crosscoder_rows
+
+    monkeypatch.setattr(planning, "model_size", lambda m: ModelSize(4e8, 24, 1024, 2))
+    config = {"models": [{"name": "m"}], "crosscoder": {"d_latent": 256, "batch_size": 512, "epochs": 50}}
+    dataset = {"name": "d", "plan_shape": {"train_samples": 9000, "test_samples": 300, "channels": 20_000}}
+    where = lambda d, s: tmp_path / "absent.h5"  # noqa: E731
+    [row] = crosscoder_rows(config, {"m": 6}, [(dataset, "s1")], where, int(16e9), {"crosscoder": {"units_per_s": 1e9}})
+    assert row["seconds"] == pytest.approx(2 * 50 * 9000 * (20_000 + 1024) * 256 / 1e9)
+    assert row["peak_bytes"] == crosscoder_peak_bytes(9300, 20_000, 1024, 256, 512, int(16e9))
+    [untimed] = crosscoder_rows(config, {"m": 6}, [(dataset, "s1")], where, None, {})
+    assert untimed.get("seconds") is None and "benchmarks/crosscoder.py" in untimed["note"]
+
+
+def test_any_stage_over_its_budget_is_flagged():
+    text = format_stages([{"stage": "activations m s", "jobs": 2, "seconds": 60.0, "peak_bytes": 9e9,
+                           "budget_bytes": 4e9, "note": ""}], "cpu", None)
+    assert "peak 9.0 GB of 4.0 GB EXCEEDS THE BUDGET" in text
