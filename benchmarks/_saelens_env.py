@@ -3,7 +3,8 @@
 sae-lens is never one of the project's dependencies (it pins its own
 transformers and TransformerLens); ``benchmarks/.venv-saelens`` (git-ignored)
 holds it, created on first use with ``sae-lens==6.54.12`` and the project's
-torch (``constraints.txt``), which takes a few minutes and needs PyPI.
+torch (``constraints.txt``), by uv where it is there, else pip
+(``_venv_install.py``); that needs PyPI.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from _venv_install import install
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-saelens"
@@ -25,10 +28,6 @@ class SaelensEnvError(RuntimeError):
     def __init__(self, command: list[str], output: str):
         self.command, self.output = command, output
         super().__init__(f"creating {VENV} failed: {' '.join(command)}\n{output[-3000:]}")
-
-
-def install_command(python: Path | str) -> list[str]:
-    return [str(python), "-m", "pip", "install", "-q", "-c", str(CONSTRAINTS), *PINS]
 
 
 def installed(python: Path) -> bool:
@@ -54,10 +53,13 @@ def saelens_python(path: str | None = None, log=print) -> str:
     python = VENV / "bin" / "python"
     if installed(python):
         return str(python)
-    log(f"creating {VENV} with {' '.join(PINS)} (once, a few minutes)")
-    for command in ([sys.executable, "-m", "venv", "--clear", str(VENV)], install_command(python)):
-        done = subprocess.run(command, capture_output=True, text=True)
+    log(f"creating {VENV} with {' '.join(PINS)} (once; about a minute with uv, a few with pip)")
+    steps = (lambda: subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], capture_output=True,
+                                    text=True),
+             lambda: install(python, CONSTRAINTS, list(PINS)))
+    for step in steps:
+        done = step()
         if done.returncode != 0:
             shutil.rmtree(VENV, ignore_errors=True)
-            raise SaelensEnvError(command, done.stdout + done.stderr)
+            raise SaelensEnvError(list(map(str, done.args)), done.stdout + done.stderr)
     return str(python)

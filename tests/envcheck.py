@@ -207,11 +207,22 @@ def foreign_allowed() -> str:
     return ",".join(sorted(m for m, ds in _providers().items() if {canonicalize_name(d) for d in ds} & dists))
 
 
+def _installer():
+    """benchmarks/_venv_install.py, which the sae-lens environment uses too (benchmarks/ is no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_venv_install", REPO / "benchmarks/_venv_install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def build_env(env_file: Path, constraints: Path, cache: Path) -> Path:
     """A venv with exactly ``env_file``'s pip packages (pinned by ``constraints``) and the guard.
 
     Kept under ``cache`` in a folder named after the hash of both files and the
-    python version, so that an unchanged environment is built once.
+    python version, so that an unchanged environment is built once. Installed
+    with uv where it is there (benchmarks/_venv_install.py), else with pip.
     """
     import hashlib
     import shutil
@@ -225,10 +236,10 @@ def build_env(env_file: Path, constraints: Path, cache: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
     reqs = [str(r) for r in env_requirements(env_file)]
-    pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                          "-c", str(constraints), *reqs], capture_output=True, text=True)
-    if pip.returncode:
-        raise RuntimeError(f"building {env_file.name} into {target} failed:\n{pip.stderr[-3000:]}")
+    done = _installer().install(python, constraints, reqs)
+    if done.returncode:
+        raise RuntimeError(f"building {env_file.name} into {target} failed: {' '.join(done.args)}\n"
+                           f"{done.stderr[-3000:]}")
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
     (site / "_brainphase_env_guard.py").write_text(GUARD)

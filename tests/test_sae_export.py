@@ -21,9 +21,11 @@ from brainphase.sae.saelens_format import (CONFIG_FILE, WEIGHTS_FILE, code_scale
 
 REPO = Path(__file__).resolve().parents[1]
 D_IN, N_LATENTS, K = 24, 96, 6
+# pip's messages, then uv's (benchmarks/_venv_install.py installs with uv where it is there).
 NETWORK_FAILURES = ("Temporary failure in name resolution", "Failed to establish a new connection",
                     "Network is unreachable", "No matching distribution found", "Could not find a version",
-                    "Max retries exceeded", "ConnectionError", "ReadTimeoutError")
+                    "Max retries exceeded", "ConnectionError", "ReadTimeoutError",
+                    "client error (Connect)", "dns error", "operation timed out")
 
 
 def small_sae() -> TopKSAE:

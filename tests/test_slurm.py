@@ -13,6 +13,7 @@ layered over this one with only the extra added.
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -134,35 +135,55 @@ def _jobcomp(base: Path, run_id: str) -> list[dict]:
     return [r for r in rows if r.get("Name") == run_id]
 
 
-# The micro config's encoding, crosscoder and SAE analyses: every stage up to
-# them (world, stimuli, fMRI, training, activation caching) and three GPU stages,
-# ~30 SLURM jobs. The whole micro DAG (75 jobs) takes ~9 min here against ~4 min
-# locally: each SLURM job starts Snakemake twice (sbatch job, then srun step),
-# ~5 s of CPU on this 2-core node.
-SLURM_ANALYSES = ["encoding", "crosscoder", "sae"]
+# Rerun on SLURM in a copy of the local micro run (upstream stages stand as given):
+# the newest checkpoint's activations for the fMRI stimuli and the SAE corpus (a
+# GPU stage reading a registered checkpoint and a stimulus table), forced; what
+# reads them reruns after them (encoding, crosscoder, two SAEs, their three
+# aggregates; the encoding trajectory figure, a local rule); and the small
+# model's training, forced (registration reads a run as ancient(), so nothing
+# follows it). Ten SLURM jobs: each starts Snakemake twice (sbatch job, then
+# srun step), ~5 s of CPU on this 2-core node, so the whole micro DAG (75 jobs)
+# would take ~9 min here.
+SLURM_RULES = {"train", "activations", "encoding", "crosscoder", "sae", "aggregate_encoding",
+               "aggregate_crosscoder", "aggregate_sae"}
+SLURM_TABLES = ["encoding", "crosscoder", "sae"]
+
+
+def _slurm_targets(wd: Path) -> tuple[list[str], list[str]]:
+    """(forced outputs, targets) of the SLURM rerun, from the micro config in ``wd``."""
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    results = cfg["results"]
+    main = next(m for m in cfg["models"] if "analyses" not in m)
+    small = next(m for m in cfg["models"] if m is not main)
+    step = f"step{max(main['train']['checkpoints'])}"
+    runs = [p for p in (wd / results / "train" / small["name"]).iterdir() if p.is_dir()]
+    assert len(runs) == 1, f"one training run of {small['name']} expected in the micro run: {runs}"
+    forced = [f"{results}/activations/{main['name']}/{step}/{stimset}.safetensors"
+              for stimset in ("toy_fmri", "sae_corpus")] + [str(runs[0].relative_to(wd))]
+    tables = [f"{results}/tables/{name}.parquet" for name in SLURM_TABLES]
+    return forced, [*forced, *tables, f"{results}/figures/encoding_trajectory.png"]
 
 
 @pytest.fixture(scope="session")
-def slurm_micro_run(slurm_cluster, slurm_python, tmp_path_factory):
+def slurm_micro_run(slurm_cluster, slurm_python, micro_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slurm")
-    wd = make_workdir(tmp / "wd")
-    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
-    cfg["analyses"] = SLURM_ANALYSES
-    # The small LM and the MEG subject serve only the temporal analysis.
-    cfg["models"] = [m for m in cfg["models"] if "temporal" not in m.get("analyses", [])]
-    cfg["datasets"] = [d for d in cfg["datasets"] if d["kind"] != "meg"]
-    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    wd = tmp / "wd"
+    shutil.copytree(micro_run, wd, symlinks=True)
+    forced, targets = _slurm_targets(wd)
     wprof = _cpu_workflow_profile(tmp / "workflow_profile")
-    start = time.monotonic()
+    started, start = time.time(), time.monotonic()
+    # mtime only: the copy's records come from this code's local run, and what reruns is the
+    # forced jobs and what reads their outputs.
     proc = _run_on_slurm(slurm_python, wd, "--workflow-profile", str(wprof), "--slurm-keep-successful-logs",
-                         "--retries", "0", timeout=MICRO_TIMEOUT)
+                         "--retries", "0", "--rerun-triggers", "mtime", "--forcerun", *forced, "--", *targets,
+                         timeout=MICRO_TIMEOUT)
     seconds = time.monotonic() - start
-    print(f"\nmicro config ({', '.join(SLURM_ANALYSES)}) on SLURM: {seconds:.0f} s")
-    return wd, proc, seconds
+    print(f"\nmicro run's {', '.join(sorted(SLURM_RULES))} on SLURM: {seconds:.0f} s")
+    return wd, proc, started
 
 
 def test_micro_run_on_slurm_succeeds_through_squeue(slurm_micro_run):
-    wd, proc, seconds = slurm_micro_run
+    wd, proc, _ = slurm_micro_run
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert "steps (100%) done" in out
@@ -181,9 +202,9 @@ def test_micro_jobs_ran_as_slurm_jobs(slurm_micro_run, slurm_cluster):
     assert run_id, out[-2000:]
     submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: .*?/slurm_logs/rule_(\w+)/", out))
     rules = set(submitted.values())
-    # Every stage but the local rules (registration, the encoding figures) and the target `all`.
-    assert {"train", "activations", "encoding", "crosscoder", "sae", "aggregate_encoding"} <= rules
-    assert not {"all", "plot_encoding_trajectory", "plot_encoding_maps"} & rules
+    # Every rerun stage but the local rule (the encoding figure), which ran here.
+    assert rules == SLURM_RULES, rules
+    assert re.search(r"^localrule plot_encoding_trajectory:$", out, re.M), out[-4000:]
     # SLURM's job completion log: each of those jobs ran, in the run's working directory.
     done = {r["JobId"]: r for r in _jobcomp(slurm_cluster, run_id)}
     assert set(done) == set(submitted)
@@ -199,15 +220,14 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def test_micro_run_on_slurm_equals_the_local_run(slurm_micro_run, micro_run):
-    wd, proc, _ = slurm_micro_run
+    """The tables rewritten on SLURM equal the local run's (the others are the local run's copies)."""
+    wd, proc, started = slurm_micro_run
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     local = {p.name for p in (micro_run / "results/tables").glob("*.parquet")}
-    remote = sorted(p.name for p in (wd / "results/tables").glob("*.parquet"))
-    assert set(remote) <= local and len(remote) >= 8, remote
+    remote = sorted(p.name for p in (wd / "results/tables").glob("*.parquet") if p.stat().st_mtime >= started)
+    assert set(remote) <= local and {f"{name}.parquet" for name in SLURM_TABLES} <= set(remote), remote
     for name in remote:
         a, b = _read(micro_run / "results/tables" / name), _read(wd / "results/tables" / name)
-        if "model" in a:  # the SLURM run leaves out the small LM that serves only the temporal analysis
-            a = a[a["model"].isin(set(b["model"]))].reset_index(drop=True)
         assert list(a.columns) == list(b.columns), name
         assert a.shape == b.shape, name
         for col in a.columns:
@@ -217,6 +237,12 @@ def test_micro_run_on_slurm_equals_the_local_run(slurm_micro_run, micro_run):
                                            equal_nan=True, err_msg=f"{name}:{col}")
             else:
                 assert x.astype(str).tolist() == y.astype(str).tolist(), f"{name}:{col}"
+    # Training is deterministic: the run retrained on SLURM holds the local run's weights, byte for byte.
+    forced_run = _slurm_targets(wd)[0][-1]
+    weights = sorted((wd / forced_run).rglob("model.safetensors"))
+    assert weights and all(p.stat().st_mtime >= started for p in weights), weights
+    for path in weights:
+        assert path.read_bytes() == (micro_run / path.relative_to(wd)).read_bytes(), path
 
 
 THROWAWAY = """
