@@ -38,21 +38,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _without_plugin import PLUGIN, WITHOUT_PLUGIN
+
 REPO = Path(__file__).resolve().parents[1]
-PLUGIN = "snakemake_executor_plugin_slurm"
 # The commands of Debian's slurm-client (and slurm-wlm) that the plugin may call.
 SLURM_COMMANDS = {"sacct", "sacctmgr", "salloc", "sattach", "sbatch", "sbcast", "scancel", "scontrol",
                   "scrontab", "sdiag", "sinfo", "sprio", "squeue", "sreport", "srun", "sshare", "sstat",
                   "strigger", "sview"}
-WITHOUT_PLUGIN = f"""
-import pkgutil, sys
-_modules = pkgutil.iter_modules
-pkgutil.iter_modules = lambda *a, **k: (m for m in _modules(*a, **k) if m.name != {PLUGIN!r})
-sys.modules[{PLUGIN!r}] = None
-sys.argv[0] = "snakemake"
-from snakemake.cli import main
-main()
-"""
 
 
 def path_without_slurm(scratch: Path) -> str:

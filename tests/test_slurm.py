@@ -28,6 +28,11 @@ import yaml
 
 from conftest import REPO, make_workdir
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from _without_plugin import PLUGIN, WITHOUT_PLUGIN  # noqa: E402  (shared with benchmarks/dry_run.py)
+
+sys.path.remove(str(REPO / "benchmarks"))
+
 START = REPO / "cluster/start_slurm.sh"
 SLURM_BASE = Path(os.environ.get("SLURM_BASE", "/tmp/brainphase-slurm"))
 # The plugin's status loop can wait forever on a job it lost: every run here
@@ -43,7 +48,6 @@ FAST_STATUS = (
 )
 
 
-PLUGIN = "snakemake_executor_plugin_slurm"
 
 
 def _sh(*cmd: str) -> subprocess.CompletedProcess:
@@ -293,16 +297,6 @@ def test_gpu_resource_becomes_sbatch_gpus(slurm_cluster, slurm_python, tmp_path)
     assert "--gpus=1" in out and "Invalid generic resource" in out, out[-4000:]
 
 
-# Snakemake as this environment would run it without the plugin, whether or not it has it.
-WITHOUT_PLUGIN = f"""
-import pkgutil, sys
-_modules = pkgutil.iter_modules
-pkgutil.iter_modules = lambda *a, **k: (m for m in _modules(*a, **k) if m.name != {PLUGIN!r})
-sys.modules[{PLUGIN!r}] = None
-sys.argv[0] = "snakemake"
-from snakemake.cli import main
-main()
-"""
 
 
 def test_the_slurm_profile_without_the_plugin_names_the_extra(tmp_path):
