@@ -141,12 +141,14 @@ rng = random.Random(0)
 words = ["the", "cat", "dog", "ran", "ate", "fish", "park", "green", "quietly", "a", "hungry", "bird"]
 tok = train_tokenizer([" ".join(rng.choice(words) for _ in range(30)) for _ in range(50)], vocab_size=290)
 units = pd.DataFrame([{"unit_id": f"s{s}-{i}", "run": f"s{s}", "text": rng.choice(words), "word_index": i}
-                      for s in range(8) for i in range(1000)])
-model = build_model(len(tok), n_layers=4, d_model=512, n_heads=8, d_ff=1024, max_position=512, seed=0,
+                      for s in range(16) for i in range(1000)])
+model = build_model(len(tok), n_layers=4, d_model=256, n_heads=4, d_ff=512, max_position=512, seed=0,
                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id).eval()
 hwm = lambda: int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
 meta = {"model": "m", "step": "s", "tokens": 0, "pooling": "word", "context_window": None, "stimset": "x"}
-kw = dict(batch_size=16)  # whole stories: few tokens, many rows
+# Whole stories in 512-token windows, one per forward: a batch's temporaries (~10 MB) stay well
+# below the outputs (~74 MB), which the in-memory run accumulates batch after batch.
+kw = dict(batch_size=1)
 extract_activations(model, tok, units.head(200), "word", **kw)  # kernels and allocator warmed up
 with tempfile.TemporaryDirectory() as d:
     base = hwm()
@@ -164,5 +166,6 @@ def test_a_streamed_job_does_not_hold_its_outputs():
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     streamed, in_memory, outputs = json.loads(proc.stdout.strip().splitlines()[-1])
-    # The in-memory run peaks by about its outputs above the streamed one, which held a batch at a time.
-    assert in_memory - streamed > 0.8 * outputs, (streamed, in_memory, outputs)
+    # The in-memory run ends holding its outputs on top of a batch; the streamed one held a batch at a time.
+    assert in_memory - streamed > 0.6 * outputs, (streamed, in_memory, outputs)
+    assert streamed < 0.5 * outputs, (streamed, in_memory, outputs)
