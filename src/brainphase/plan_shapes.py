@@ -53,3 +53,15 @@ def epochs_shape(path) -> tuple[int, int, int] | None:
             return tuple(int(n) for n in f["data"].shape)
     except (OSError, KeyError, ValueError, TypeError):
         return None
+
+
+def model_and_subjects(config: dict, name: str, subjects, brain_path):
+    """(size of model ``name``, each subject's shape, why a plan is impossible or None) for a stage
+    whose jobs pair the model with every subject."""
+    from .planning import model_size
+
+    size = model_size(next(m for m in config["models"] if m["name"] == name))
+    shapes = [subject_shape(brain_path(d["name"], sub), d) for d, sub in subjects]
+    why = ("model size unknown" if size is None else
+           "subject shapes unknown: load them or give plan_shape" if None in shapes else None)
+    return size, shapes, why

@@ -17,7 +17,7 @@ import math
 import pandas as pd
 
 from .encoding.memory import MIN_CHUNK, EncodingShape, fit_flops, peak_bytes, plan_encoding
-from .plan_shapes import SubjectShape, epochs_shape, subject_shape  # noqa: F401 (re-exported)
+from .plan_shapes import SubjectShape, epochs_shape, model_and_subjects, subject_shape  # noqa: F401 (re-exported)
 from .planning import GB
 
 
@@ -190,17 +190,14 @@ def study_stages(config: dict, counts: dict, subjects, brain_path, budget_of, re
 def variance_rows(config: dict, counts: dict, subjects, brain_path, budget_bytes, rates: dict) -> list[dict]:
     """Per model: variance-partitioning jobs; peak from the job's own chunk plan, time from the encoding rate."""
     from .encoding.variance_memory import plan_variance, shape_from_config, variance_flops
-    from .planning import model_size
 
     rec = rates.get("encoding")
     rows = []
     for name, jobs in counts.items():
-        size = model_size(next(m for m in config["models"] if m["name"] == name))
-        shapes = [subject_shape(brain_path(d["name"], sub), d) for d, sub in subjects]
+        size, shapes, why = model_and_subjects(config, name, subjects, brain_path)
         row = {"stage": f"variance {name}", "jobs": jobs, "budget_bytes": budget_bytes}
-        if size is None or None in shapes:
-            rows.append({**row, "note": "model size unknown" if size is None else
-                         "subject shapes unknown: load them or give plan_shape"})
+        if why:
+            rows.append({**row, "note": why})
             continue
         sh = max(shapes, key=lambda x: x.train_samples * x.channels)
         s = shape_from_config(sh.train_samples, sh.test_samples, sh.channels, size.d_model, size.n_layers,

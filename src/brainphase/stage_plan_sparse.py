@@ -6,7 +6,7 @@ peaks from the formulas the jobs plan with.
 
 from __future__ import annotations
 
-from .plan_shapes import subject_shape
+from .plan_shapes import model_and_subjects
 
 
 def sparse_coding_rows(config: dict, counts: dict, subjects, brain_path, budget_of, results, rates: dict) -> list[dict]:
@@ -78,18 +78,15 @@ def crosscoder_rows(config: dict, counts: dict, subjects, brain_path, budget_byt
     TRs x (voxels + LM width) x latents, the unit the benchmark's rate counts.
     """
     from .crosscoder.memory import crosscoder_peak_bytes
-    from .planning import model_size
 
     cc = config["crosscoder"]
     rec = rates.get("crosscoder")
     rows = []
     for name, jobs in counts.items():
-        size = model_size(next(m for m in config["models"] if m["name"] == name))
-        shapes = [subject_shape(brain_path(d["name"], sub), d) for d, sub in subjects]
+        size, shapes, why = model_and_subjects(config, name, subjects, brain_path)
         row = {"stage": f"crosscoder {name}", "jobs": jobs, "budget_bytes": budget_bytes}
-        if size is None or None in shapes:
-            row["note"] = "model size unknown" if size is None else "subject shapes unknown: load them or give plan_shape"
-            rows.append(row)
+        if why:
+            rows.append({**row, "note": why})
             continue
         row["peak_bytes"] = max(crosscoder_peak_bytes(sh.train_samples + sh.test_samples, sh.channels,
                                                       size.d_model, cc["d_latent"], cc["batch_size"],

@@ -87,7 +87,7 @@ def save_activations(path: str | os.PathLike, arrays: dict[str, np.ndarray], met
         raise ValueError(f"arrays must be (n_units × d), all alike; got {({k: v.shape for k, v in arrays.items()})}")
     n_rows, d = next(iter(shapes)) if shapes else (len(metadata.get("unit_ids", ())), 0)
     with atomic_path(path) as tmp:
-        writer, sinks = open_activations(tmp, list(arrays), n_rows, d, metadata, columns)
+        writer, _ = open_activations(tmp, list(arrays), n_rows, d, metadata, columns)
         try:
             for name, a in arrays.items():
                 writer.write_whole(name, a)
