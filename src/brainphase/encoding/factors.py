@@ -25,17 +25,22 @@ _PREDICTION_BLOCK_ELEMENTS = 2**22
 _TRIANGLE_BLOCK_ROWS = 64
 # Values of the scaled triangles built at once (a batch of alphas): ~256 MB in float32.
 _TRIANGLE_ELEMENTS = 2**26
+# Eigenvalues closer than this fraction of (eigenvalue + largest alpha) are
+# scored together directly: the partial-fraction terms of a pair amplify
+# float64 round-off by at most about 2 / _CLUSTER_GAP (~1e-9 relative), far
+# below the float32 products that feed them.
+_CLUSTER_GAP = 1e-7
 
 
 @dataclass
 class Basis:
     """Target-independent factors of one training set.
 
-    ``lam``: eigenvalues of its centred Gram matrix; for a held-out fold,
-    ``A`` (n_test x rank, float64) maps ``diag(1 / (lam + a)) B`` to
-    held-out predictions and ``R`` is its triangular factor. ``extra`` holds
-    backend arrays reused by every chunk of targets (eigenvectors in
-    ``dtype``, scoring blocks).
+    ``lam``: eigenvalues of its centred Gram matrix, ascending; for a
+    held-out fold, ``A`` (n_test x rank, float64) maps ``diag(1 / (lam + a)) B``
+    to held-out predictions. ``extra`` holds backend arrays reused by every
+    chunk of targets (eigenvectors in ``dtype``, the scoring factors of
+    :func:`held_out_r2`).
     """
 
     n: int
@@ -44,7 +49,6 @@ class Basis:
     train: object = None
     test: object = None
     A: object = None
-    R: object = None
     extra: dict = field(default_factory=dict)
 
 
@@ -66,12 +70,19 @@ class PrimalFactors:
     def set_targets(self, Y) -> None:
         """The (centred) targets every later :meth:`targets` call reads; ``X^T Y`` once for all folds.
 
-        None releases them (and ``X^T Y``) once a chunk of targets is done.
+        ``X^T Y`` gets two spare rows, filled per fold with the training mean
+        and held-out sum of Y, so that each fold's rank-one centring terms
+        ride along in its projection product (see :meth:`targets`). None
+        releases the targets (and ``X^T Y``) once a chunk of targets is done.
         """
         if Y is None:
             self.Y = self.y_sum = self.XY = None
             return
-        self.Y, self.y_sum, self.XY = Y, self.ops.sum64(Y, 0), self.X.T @ Y
+        ops = self.ops
+        f, v = self.X.shape[1], Y.shape[1]
+        self.XY = ops.empty((f + 2) * v, self.dtype).reshape(f + 2, v)
+        ops.matmul(self.X.T, Y, out=self.XY[:f])
+        self.Y, self.y_sum = Y, ops.sum64(Y, 0)
 
     def basis(self, train=None, test=None) -> Basis:
         ops = self.ops
@@ -84,14 +95,24 @@ class PrimalFactors:
         lam, V = ops.eigh(G - n * (x_mean[:, None] * x_mean[None, :]))
         lam[lam < 0] = 0  # round-off on a PSD matrix
         b = Basis(n=n, lam=lam, x_mean=x_mean, train=train, test=test)
-        b.extra["V"] = ops.cast(V, self.dtype)
-        b.extra["u"] = x_mean @ V  # the training mean in the eigenbasis
-        if test is not None:
+        u = x_mean @ V  # the training mean in the eigenbasis
+        # B = V^T (X^T Y - X_te^T Y_te) - n u m^T with m the training mean of
+        # Y; the held-out product is shared with C (below), which leaves
+        # B = [V^T | c_m | -u] [X^T Y; m; y_te_sum] - C.
+        zero = 0 * u[:, None]
+        if test is None:
+            c_m, c_s = -n * u[:, None], zero
+            b.extra["V"] = ops.cast(V, self.dtype)  # for the lift to weights
+        else:
             XteV = Xte64 @ V
-            b.A = XteV - b.extra["u"][None, :]
-            b.R = ops.triangular_factor(b.A)
-            b.extra["XteV"] = ops.cast(XteV, self.dtype)
-            b.extra["XteV_sum"] = XteV.sum(0)
+            b.A = XteV - u[None, :]
+            s = XteV.sum(0)
+            n_te = Xte64.shape[0]
+            c_m, c_s = ((n_te - n) * u - s)[:, None], -u[:, None]
+            # C = A^T (Y_te - 1 m^T) = [X_te V | n_te u - s | -u]^T [Y_te; m; y_te_sum].
+            b.extra["Cproj"] = ops.cast(ops.xp.concatenate([XteV.T, (n_te * u - s)[:, None], -u[:, None]], 1),
+                                        self.dtype)
+        b.extra["Bproj"] = ops.cast(ops.xp.concatenate([V.T, c_m, c_s], 1), self.dtype)
         return b
 
     def targets(self, b: Basis, cols: slice):
@@ -99,28 +120,34 @@ class PrimalFactors:
 
         ``B = V^T (X_tr^T Y_tr - n m_x m_y^T)`` with ``X_tr^T Y_tr`` the full
         product minus the held-out one; the held-out product in the
-        eigenbasis, ``(X_te V)^T Y_te``, also gives ``C`` after rank-one
-        centring terms, so each fold multiplies the held-out targets once.
+        eigenbasis, ``(X_te V)^T Y_te``, also gives ``C``, so each fold
+        multiplies the held-out targets once. The rank-one centring terms
+        are extra columns of the projections and rows of the targets, so
+        each of ``B`` and ``C`` is one matrix product.
         """
-        ops, dtype = self.ops, self.dtype
-        VtXY = b.extra["V"].T @ self.XY[:, cols]
-        u = b.extra["u"]
+        ops, dtype, XY = self.ops, self.dtype, self.XY
+        f = self.X.shape[1]
         if b.test is None:
             y_mean = self.y_sum[cols] / b.n
             if not self.fit_intercept:
                 y_mean = 0 * y_mean
-            return VtXY - ops.cast(b.n * (u[:, None] * y_mean[None, :]), dtype), y_mean, None, None
-        Yte = self.Y[b.test, cols]
-        y_te_sum = ops.sum64(Yte, 0)
+            XY[f, cols], XY[f + 1, cols] = ops.cast(y_mean, dtype), 0.0
+            return b.extra["Bproj"] @ XY[:, cols], y_mean, None, None
+        n_te = b.A.shape[0]
+        Yte = ops.empty((n_te + 2) * XY[:, cols].shape[1], dtype).reshape(n_te + 2, -1)
+        Yte[:n_te] = self.Y[b.test, cols]
+        y_te_sum = ops.sum64(Yte[:n_te], 0)
         y_mean = (self.y_sum[cols] - y_te_sum) / b.n
         if not self.fit_intercept:
             y_mean = 0 * y_mean
-        P = b.extra["XteV"].T @ Yte
-        B = VtXY - P - ops.cast(b.n * (u[:, None] * y_mean[None, :]), dtype)
-        n_te = Yte.shape[0]
-        centring = (n_te * u[:, None] - b.extra["XteV_sum"][:, None]) * y_mean[None, :] - u[:, None] * y_te_sum[None, :]
-        C = P + ops.cast(centring, dtype)
-        return B, y_mean, Yte - ops.cast(y_mean, dtype), C
+        XY[f, cols] = Yte[n_te] = ops.cast(y_mean, dtype)
+        XY[f + 1, cols] = Yte[n_te + 1] = ops.cast(y_te_sum, dtype)
+        C = b.extra["Cproj"] @ Yte
+        B = b.extra["Bproj"] @ XY[:, cols]
+        B -= C
+        Yte_c = Yte[:n_te]
+        Yte_c -= Yte[n_te][None, :]
+        return B, y_mean, Yte_c, C
 
     def lift(self, b: Basis, Z):
         """Weights from coordinates in the eigenbasis."""
@@ -165,7 +192,6 @@ class DualFactors:
         b.extra["Q"] = ops.cast(Q, self.dtype)
         if test is not None:
             b.A = K_te @ Q
-            b.R = ops.triangular_factor(b.A)
         return b
 
     def targets(self, b: Basis, cols: slice):
@@ -189,19 +215,29 @@ FACTORS = {"primal": PrimalFactors, "dual": DualFactors}
 
 
 def held_out_r2(ops: Backend, b: Basis, B, Yte_c, alphas, dtype: str,
-                n_alphas_batch: int | None = None, C=None) -> np.ndarray:
+                n_alphas_batch: int | None = None, C=None, method: str = "auto") -> np.ndarray:
     """Held-out R² for every (alpha, target) of one fold and chunk of targets.
 
     The predictions ``A diag(d_a) B`` (``d_a = 1 / (lam + a)``) are never
     formed: ``SS_res = |y|^2 - 2 <y, yhat_a> + |yhat_a|^2`` where the cross
-    term is ``sum_j d_a[j] (A^T y)_j B_j`` and ``|yhat_a| = |R diag(d_a) B|``
-    with ``R^T R = A^T A`` triangular. Skipping the zero blocks of ``R``
-    roughly halves the dominant product, and no (n_alphas x n_test x
-    n_targets) array is materialised. ``n_alphas_batch``: alphas stacked in
-    one product (None: all); ``C``: ``A^T Yte_c`` when already known.
+    term is ``sum_j d_a[j] (A^T y)_j B_j`` and ``|yhat_a|^2 = b^T D_a G D_a b``
+    with ``G = A^T A``. Two exact ways to evaluate that quadratic form:
+
+    * ``"partial_fractions"``: ``d_a[i] d_a[j] = (d_a[i] - d_a[j]) / (lam_j - lam_i)``
+      splits it into ``sum_i d_a[i] (g_ii d_a[i] b_i^2 + 2 b_i z_i)`` with
+      ``z = H b`` and ``H_ij = G_ij / (lam_j - lam_i)``, independent of the
+      alpha: one float64 product of rank^2 per target for all alphas.
+      Eigenvalues too close for the division (ties, the null space) are
+      grouped and their block scored directly.
+    * ``"triangle"``: ``|R diag(d_a) B|`` with ``R^T R = G`` triangular, one
+      float32 product of about rank^2 / 2 per target and alpha.
+
+    ``"auto"`` takes the cheaper for the fold's shape (partial fractions
+    from about 5 alphas on a square ``A``). ``n_alphas_batch``: alphas
+    stacked in one triangular product (None: as many as fit); ``C``:
+    ``A^T Yte_c`` when already known.
     """
     n_te, n_targets = Yte_c.shape
-    n_alphas = alphas.shape[0]
     yy = ops.to_numpy(ops.sum_squares_cols(Yte_c))
     ss_tot = yy - n_te * (ops.to_numpy(ops.sum64(Yte_c, 0)) / n_te) ** 2
     # A target constant on this fold leaves only round-off in SS_tot.
@@ -217,14 +253,137 @@ def held_out_r2(ops: Backend, b: Basis, B, Yte_c, alphas, dtype: str,
     cross = ops.to_numpy(b.extra["D"] @ (C * B)).astype(np.float64)
     del C
 
+    if method == "auto":
+        if "method" not in b.extra:
+            b.extra["method"] = _fold_scoring_method(ops, b, alphas)
+        method = b.extra["method"]
+    if method == "partial_fractions":
+        ss_hat = _ss_hat_partial_fractions(ops, b, B, alphas, dtype, n_alphas_batch)
+    elif method == "triangle":
+        if "R" not in b.extra:
+            b.extra["R"] = ops.triangular_factor(b.A)
+        ss_hat = _ss_hat_triangle(ops, b.extra["R"], B, b.extra["D64"], dtype, n_alphas_batch)
+    else:
+        raise ValueError(f"method must be 'auto', 'partial_fractions' or 'triangle', got {method!r}")
+    scores = 1.0 - (yy[None, :] - 2 * cross + ss_hat) / np.where(constant, 1.0, ss_tot)
+    scores[:, constant] = 0.0  # R² undefined there: no alpha is preferred
+    return scores
+
+
+def scoring_costs(n_test: int, rank: int, n_alphas: int) -> dict[str, float]:
+    """Multiply-adds per target of each exact evaluation of ``|yhat_a|^2`` (see :func:`held_out_r2`).
+
+    Partial fractions make one float64 product of ``rank^2``, counted twice
+    (float64 runs at half the float32 rate); the triangle makes one float32
+    product per alpha over the nonzero part of an ``n_test x rank`` trapezoid.
+    """
+    rows = min(n_test, rank)
+    return {"partial_fractions": 2.0 * rank * rank, "triangle": n_alphas * (rows * rank - rows * rows / 2)}
+
+
+def scoring_method(n_test: int, rank: int, n_alphas: int) -> str:
+    """The cheaper of :func:`scoring_costs` for one fold."""
+    costs = scoring_costs(n_test, rank, n_alphas)
+    return min(costs, key=costs.get)
+
+
+def _fold_scoring_method(ops: Backend, b: Basis, alphas) -> str:
+    """:func:`scoring_method` of the fold, with the clusters of tied eigenvalues scored by the triangle."""
+    n_te, r = b.A.shape
+    n_alphas = alphas.shape[0]
+    costs = scoring_costs(n_te, r, n_alphas)
+    for s, e in _clusters(ops, b, alphas):
+        costs["partial_fractions"] += scoring_costs(n_te, e - s, n_alphas)["triangle"]
+    return min(costs, key=costs.get)
+
+
+def _clusters(ops: Backend, b: Basis, alphas) -> list[tuple[int, int]]:
+    if "clusters" not in b.extra:
+        b.extra["clusters"] = eigenvalue_clusters(ops.to_numpy(b.lam), float(ops.to_numpy(alphas).max()))
+    return b.extra["clusters"]
+
+
+def eigenvalue_clusters(lam: np.ndarray, alpha_max: float) -> list[tuple[int, int]]:
+    """``[start, stop)`` runs of ascending eigenvalues whose neighbours are too close to divide by.
+
+    Two neighbours join when their gap is at most ``_CLUSTER_GAP`` times
+    (the larger + ``alpha_max``); runs of one eigenvalue are left out.
+    Between eigenvalues of different runs the gap is at least that bound,
+    which caps the round-off amplification of the partial fractions.
+    """
+    joined = np.diff(lam) <= _CLUSTER_GAP * (lam[1:] + alpha_max)
+    clusters, start = [], None
+    for i, j in enumerate(joined):
+        if j and start is None:
+            start = i
+        elif not j and start is not None:
+            clusters.append((start, i + 1))
+            start = None
+    if start is not None:
+        clusters.append((start, len(lam)))
+    return clusters
+
+
+def _partial_fraction_factors(ops: Backend, b: Basis, alphas):
+    """``H`` (rank x rank, float64, zero within clusters), ``diag(G)`` outside clusters, and each cluster's triangle."""
+    A = b.A
+    r = A.shape[1]
+    clusters = _clusters(ops, b, alphas)
+    g = ops.sum_squares_cols(A)  # diag(G)
+    H = A.T @ A  # G, overwritten by H
+    gap = b.lam[None, :] - b.lam[:, None]  # lam_j - lam_i
+    tri = []
+    for s, e in clusters:
+        gap[s:e, s:e] = 1.0
+        tri.append((s, e, ops.triangular_factor(A[:, s:e])))
+    diag = ops.index(np.arange(r))
+    gap[diag, diag] = 1.0
+    H /= gap
+    del gap
+    H[diag, diag] = 0.0
+    for s, e, _ in tri:
+        H[s:e, s:e] = 0.0
+        g[s:e] = 0.0
+    return H, g, tri
+
+
+def _ss_hat_partial_fractions(ops: Backend, b: Basis, B, alphas, dtype: str, n_alphas_batch) -> np.ndarray:
+    """``|yhat_a|^2`` for every (alpha, target) by partial fractions (see :func:`held_out_r2`)."""
+    if "H" not in b.extra:
+        b.extra["H"], b.extra["g"], b.extra["triangles"] = _partial_fraction_factors(ops, b, alphas)
+    H, g, clusters = b.extra["H"], b.extra["g"], b.extra["triangles"]
+    D64 = b.extra["D64"]
+    r, n_targets = B.shape
+    ss_hat = np.zeros((D64.shape[0], n_targets))
+    n_tb = max(1, min(n_targets, _PREDICTION_BLOCK_ELEMENTS // max(1, r)))
+    for t0 in range(0, n_targets, n_tb):
+        t_sl = slice(t0, min(t0 + n_tb, n_targets))
+        Bt = ops.cast(B[:, t_sl], "float64")
+        Z = H @ Bt
+        Z *= Bt
+        Bt *= Bt
+        ss_hat[:, t_sl] = ops.to_numpy(2.0 * (D64 @ Z) + (D64 * D64 * g[None, :]) @ Bt)
+        del Bt, Z
+    for s, e, R in clusters:
+        ss_hat += _ss_hat_triangle(ops, R, B[s:e], D64[:, s:e], dtype, n_alphas_batch)
+    return ss_hat
+
+
+def _ss_hat_triangle(ops: Backend, R, B, D64, dtype: str, n_alphas_batch) -> np.ndarray:
+    """``|R diag(d_a) B|^2`` for every alpha (rows of ``D64``) and target, from row blocks of ``R``.
+
+    Skipping the zero blocks of ``R`` roughly halves the product, and no
+    (n_alphas x n_test x n_targets) array is materialised.
+    """
+    n_alphas, n_targets = D64.shape[0], B.shape[1]
     ss_hat = np.zeros((n_alphas, n_targets))
     # The scaled triangle of a batch of alphas is built per call and dropped:
     # n_alphas x rank^2 / 2 values would be the largest array of a wide
     # design, and building them costs a fraction 1 / n_targets of using them.
-    r = b.R.shape[0]
-    n_ab = n_alphas_batch or max(1, min(n_alphas, _TRIANGLE_ELEMENTS // max(1, r * b.R.shape[1] // 2)))
+    r = R.shape[0]
+    n_ab = n_alphas_batch or max(1, min(n_alphas, _TRIANGLE_ELEMENTS // max(1, r * R.shape[1] // 2)))
     for a0 in range(0, n_alphas, n_ab):
-        blocks = _triangle_blocks(ops, b.R, b.extra["D64"][a0: a0 + n_ab], dtype)
+        blocks = _triangle_blocks(ops, R, D64[a0: a0 + n_ab], dtype)
         max_rows = max(RD.shape[0] for _, RD, _ in blocks)
         n_tb = max(1, min(n_targets, _PREDICTION_BLOCK_ELEMENTS // max_rows))
         buf = ops.empty(max_rows * n_tb, dtype)
@@ -236,9 +395,7 @@ def held_out_r2(ops: Backend, b: Basis, B, Yte_c, alphas, dtype: str,
                 P = ops.matmul(RD, B[i0:, t_sl], out=buf[: rows * n_t].reshape(rows, n_t))
                 ss_hat[a0: a0 + n_a, t_sl] += ops.to_numpy(ops.sum_squares(P.reshape(n_a, -1, n_t)))
         del blocks, buf
-    scores = 1.0 - (yy[None, :] - 2 * cross + ss_hat) / np.where(constant, 1.0, ss_tot)
-    scores[:, constant] = 0.0  # R² undefined there: no alpha is preferred
-    return scores
+    return ss_hat
 
 
 def _triangle_blocks(ops: Backend, R, D, dtype: str):

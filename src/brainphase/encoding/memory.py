@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .factors import scoring_costs
+
 # The ridge's inner per-target temporaries are bounded by ridge._CHUNK_ELEMENTS
 # (x 4 bytes, x 2 for the copies alive together); the permutation table by
 # stats._MAX_BLOCK_TABLE float64 elements.
@@ -65,7 +67,8 @@ def _rank(s: EncodingShape) -> int:
 
 
 def basis_bytes(s: EncodingShape) -> int:
-    """One fold's factors: eigenvectors (float64 and float32), triangular factor, scaled blocks, held-out rows."""
+    """One fold's factors: eigenvectors (float64 while built, float32 projections), the rank x rank scoring
+    factor (partial fractions or triangle) with its temporaries, and the held-out rows."""
     r, f = _rank(s), s.n_features
     n_te = -(-s.n_train // s.n_folds)
     dual = f > s.n_train
@@ -130,8 +133,9 @@ def fit_flops(s: EncodingShape, block_size: int = 10) -> float:
     Counted from the products the solver makes (primal form; the dual's are
     alike with the training TRs as rank): the Gram matrix, one
     eigendecomposition per fold and for the refit (~9 r^3 each), ``X^T Y``,
-    per fold the eigenbasis projections and the alphas' triangular scoring
-    products, the refit and the test predictions, and the block
+    per fold the eigenbasis projections and the held-out scoring products
+    (:func:`~brainphase.encoding.factors.scoring_costs`, the cheaper method),
+    the refit and the test predictions, and the block
     permutations. A benchmark divides this count at its own shape by its
     measured time, which makes the rate the plan uses.
     """
@@ -139,7 +143,8 @@ def fit_flops(s: EncodingShape, block_size: int = 10) -> float:
     r = min(F, T)
     fold_te = T / s.n_folds
     setup = 2.0 * T * F * r + (s.n_folds + 1) * 9.0 * r**3 + 2.0 * T * F * V
-    folds = s.n_folds * V * (2.0 * F * r + 2.0 * fold_te * r + s.n_alphas * r * min(r, fold_te))
+    scoring = min(scoring_costs(int(fold_te), r, s.n_alphas).values())
+    folds = s.n_folds * V * (2.0 * F * r + 2.0 * fold_te * r + 2.0 * scoring)
     refit = V * (4.0 * F * r + 2.0 * te * F)
     n_blocks = max(1, te // block_size)
     permutations = V * (2.0 * te * n_blocks + (s.n_perm + 1) * n_blocks)

@@ -8,9 +8,9 @@ himalaya forms the (n_alphas, n_test, n_train) matrices
 ``Xtest (Xtrain^T Xtrain + a I)^-1 Xtrain^T`` and multiplies them with
 ``Ytrain``, ``n_alphas * n_test * n_train * n_voxels`` multiply-adds per fold.
 Here each fold diagonalises its training Gram matrix once and scores every
-alpha from the factors (:mod:`.factors`), about
-``n_alphas * rank^2 / 2 * n_voxels`` per fold; ``benchmarks/encoding.py``
-compares the two. ``X^T Y`` over all samples is computed once; each fold
+alpha from the factors (:mod:`.factors`): by partial fractions in the
+eigenvalues, one ``rank^2 * n_voxels`` product per fold whatever the number
+of alphas; ``benchmarks/encoding.py`` compares the two. ``X^T Y`` over all samples is computed once; each fold
 subtracts its held-out part. The array library is a seam (:mod:`.backends`).
 """
 
@@ -81,7 +81,11 @@ class GroupedRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         once and reused by all chunks. None: about 2^26 elements of
         temporaries per chunk.
     n_alphas_batch : int or None
-        Alphas stacked in one product when scoring (None: all).
+        Alphas stacked in one triangular product when scoring (None: all).
+    score_method : {"auto", "partial_fractions", "triangle"}
+        How held-out predictions are scored for every alpha without forming
+        them (:func:`~brainphase.encoding.factors.held_out_r2`); both exact.
+        "auto" takes the cheaper for each fold's shape.
 
     Attributes
     ----------
@@ -103,6 +107,7 @@ class GroupedRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         dtype: str = "float32",
         n_targets_batch: int | None = None,
         n_alphas_batch: int | None = None,
+        score_method: str = "auto",
     ):
         self.alphas = alphas
         self.n_splits = n_splits
@@ -112,6 +117,7 @@ class GroupedRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.dtype = dtype
         self.n_targets_batch = n_targets_batch
         self.n_alphas_batch = n_alphas_batch
+        self.score_method = score_method
 
 
     def fit(self, X, Y, groups):
@@ -152,6 +158,8 @@ class GroupedRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
             raise ValueError(f"inconsistent shapes X{X.shape}, groups({len(groups)})")
         if self.dtype not in ("float32", "float64"):
             raise ValueError("dtype must be 'float32' or 'float64'")
+        if self.score_method not in ("auto", "partial_fractions", "triangle"):
+            raise ValueError(f"score_method must be 'auto', 'partial_fractions' or 'triangle', got {self.score_method!r}")
         alphas = np.asarray(self.alphas, dtype=np.float64).ravel()
         if alphas.size == 0 or np.any(alphas <= 0):
             raise ValueError("alphas must be positive")
@@ -189,6 +197,7 @@ class RidgeFolds:
         self.ops = ops = Backend(model.backend)
         self.fit_intercept = model.fit_intercept
         self.n_alphas_batch = model.n_alphas_batch
+        self.score_method = model.score_method
         self.n_targets_batch = model.n_targets_batch
         self.n_samples, self.n_features = X.shape
         # Centring once on the full data keeps float32 sums well conditioned;
@@ -226,7 +235,7 @@ class RidgeFolds:
             raise ValueError("X and Y must be finite")
         if not self.fit_intercept:
             y_offset = np.zeros_like(y_offset)
-        self.factors.set_targets(ops.asarray(np.subtract(Y, y_offset, dtype=dtype), dtype))
+        self.factors.set_targets(ops.asarray(np.subtract(Y, y_offset.astype(dtype), dtype=dtype), dtype))
         n_targets = Y.shape[1]
         step = self.n_targets_batch or max(1, _CHUNK_ELEMENTS // (self.n_samples + 5 * self.n_features))
         chunks = [slice(t0, min(t0 + step, n_targets)) for t0 in range(0, n_targets, step)]
@@ -244,7 +253,7 @@ class RidgeFolds:
             for cols in chunks:
                 B, _, Yte_c, C = self.factors.targets(basis, cols)
                 scores[:, cols] += held_out_r2(self.ops, basis, B, Yte_c, self.alphas_b, self.dtype,
-                                               self.n_alphas_batch, C)
+                                               self.n_alphas_batch, C, self.score_method)
             del basis
         scores /= len(self.splits)
         return scores
