@@ -12,6 +12,7 @@ from brainphase.encoding.ridge import GroupedRidgeCV, grouped_splits
 torch.set_num_threads(1)
 
 BACKENDS = ["numpy", "torch"]
+SCORE_METHODS = ["partial_fractions", "triangle"]
 
 
 def make_data(n_samples, n_features, n_targets, n_runs, seed=0, offset=2.0):
@@ -62,15 +63,17 @@ def test_closed_form(backend, shape, fit_intercept):
     assert model.coef_.shape == (shape[1], 5)
 
 
+@pytest.mark.parametrize("score_method", SCORE_METHODS)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("solver", ["primal", "dual"])
-def test_alpha_is_argmax_of_brute_force_leave_one_run_out(backend, solver):
+def test_alpha_is_argmax_of_brute_force_leave_one_run_out(backend, solver, score_method):
     X, Y, groups = make_data(80, 10, 12, n_runs=4, seed=1)
     alphas = np.logspace(-1, 3, 9)
     # 4 runs <= n_splits = 5: leave one run out
     folds = [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in np.unique(groups)]
     expected = brute_force_cv(X, Y, folds, alphas)
-    model = GroupedRidgeCV(alphas=alphas, backend=backend, dtype="float64", solver=solver).fit(X, Y, groups)
+    model = GroupedRidgeCV(alphas=alphas, backend=backend, dtype="float64", solver=solver,
+                           score_method=score_method).fit(X, Y, groups)
     assert model.n_splits_ == 4
     np.testing.assert_allclose(model.cv_scores_, expected, rtol=1e-8, atol=1e-10)
     np.testing.assert_array_equal(model.best_alphas_, alphas[expected.argmax(0)])
@@ -84,7 +87,8 @@ def test_alpha_is_argmax_of_brute_force_leave_one_run_out(backend, solver):
     [(200, 50, 10), (60, 90, 4), (100, 12, 5)],
     ids=["test-fold-smaller-than-features", "dual", "rank-deficient"],
 )
-def test_alpha_is_argmax_of_brute_force_other_shapes(n_samples, n_features, n_runs):
+@pytest.mark.parametrize("score_method", SCORE_METHODS)
+def test_alpha_is_argmax_of_brute_force_other_shapes(n_samples, n_features, n_runs, score_method):
     X, Y, groups = make_data(n_samples, n_features, 8, n_runs=n_runs, seed=7)
     if n_features == 12:
         X[:, 3] = X[:, 2]  # duplicated feature
@@ -93,7 +97,7 @@ def test_alpha_is_argmax_of_brute_force_other_shapes(n_samples, n_features, n_ru
     folds = [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in np.unique(groups)]
     folds = folds if n_runs <= 5 else list(GroupKFold(n_splits=5).split(X, Y, groups))
     expected = brute_force_cv(X, Y, folds, alphas)
-    model = GroupedRidgeCV(alphas=alphas, dtype="float64").fit(X, Y, groups)
+    model = GroupedRidgeCV(alphas=alphas, dtype="float64", score_method=score_method).fit(X, Y, groups)
     np.testing.assert_allclose(model.cv_scores_, expected, rtol=1e-8, atol=1e-10)
     np.testing.assert_array_equal(model.best_alphas_, alphas[expected.argmax(0)])
     W = np.stack([closed_form(X, Y[:, [v]], a)[0][:, 0] for v, a in enumerate(model.best_alphas_)], 1)
@@ -181,6 +185,8 @@ def test_sklearn_api_and_input_checks():
         GroupedRidgeCV(alphas=[0.0]).fit(X, Y, groups)
     with pytest.raises(ValueError):
         GroupedRidgeCV(backend="jax").fit(X, Y, groups)
+    with pytest.raises(ValueError, match="score_method"):
+        GroupedRidgeCV(score_method="lanczos").fit(X, Y, groups)
     Y[0, 0] = np.nan
     with pytest.raises(ValueError):
         GroupedRidgeCV().fit(X, Y, groups)

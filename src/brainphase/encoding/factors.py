@@ -361,7 +361,7 @@ def _ss_hat_partial_fractions(ops: Backend, b: Basis, B, alphas, dtype: str, n_a
         Bt = ops.cast(B[:, t_sl], "float64")
         Z = H @ Bt
         Z *= Bt
-        Bt *= Bt
+        Bt = Bt * Bt  # not in place: Bt may be a view of B
         ss_hat[:, t_sl] = ops.to_numpy(2.0 * (D64 @ Z) + (D64 * D64 * g[None, :]) @ Bt)
         del Bt, Z
     for s, e, R in clusters:
