@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainphase.encoding.backends import Backend
+from brainphase.encoding.backends import Backend, float64_cost_of_capability
 from brainphase.encoding.factors import (
     Basis,
     eigenvalue_clusters,
@@ -102,3 +102,11 @@ def test_auto_falls_back_to_the_triangle_when_ties_cover_the_spectrum():
     got = held_out_r2(ops, b, B, Y - Y.mean(0), alphas, "float64")
     assert b.extra["method"] == "triangle"
     np.testing.assert_allclose(got, explicit_r2(A, lam, B, Y - Y.mean(0), alphas), rtol=1e-9, atol=1e-10)
+
+
+def test_float64_cost_follows_the_device():
+    """Data-centre GPUs run float64 at half the float32 rate; on the others partial fractions lose."""
+    assert Backend("numpy").float64_cost == 2.0
+    assert [float64_cost_of_capability(*cc) for cc in [(9, 0), (8, 0), (7, 0), (8, 6), (7, 5), (12, 0)]] == [
+        2.0, 2.0, 2.0, 32.0, 32.0, 32.0]
+    assert scoring_method(600, 512, 9, float64_cost=32.0) == "triangle"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from brainphase.sae.splice import ce_loss_recovered, mean_cross_entropy, windows
+from brainphase.sae.splice import _length_batches, ce_loss_recovered, check_output_head, mean_cross_entropy, windows
 from brainphase.contracts.stimuli import DataError, text_corpus
 from brainphase.toylm import build_model, train_tokenizer
 from brainphase.toyworld import build_world, corpus_stories
@@ -84,6 +84,33 @@ def test_ce_loss_recovered_is_one_for_identity_and_zero_for_ablation(lm, corpus)
     noisy = ce_loss_recovered(model, seqs, lambda h: h + 0.5 * h.norm(dim=-1, keepdim=True) * torch.randn(
         h.shape, generator=g) / h.shape[-1] ** 0.5, "resid", 1, tok.bos_token_id)
     assert noisy["ce_loss_recovered"] < 1.0
+
+
+def test_cross_entropy_in_small_logit_chunks_and_token_batches_equals_the_models_loss(lm, corpus):
+    """Every batching and head chunking gives the model's own loss; no batch exceeds its token budget."""
+    model, tok = lm
+    texts = [" ".join(g.sort_values("word_index")["text"]) for _, g in corpus.groupby("run")][:4]
+    seqs = windows([tok(t, add_special_tokens=False)["input_ids"] for t in texts], tok.bos_token_id, 64)
+    with torch.no_grad():
+        losses = [float(model(input_ids=torch.tensor(s)[None], labels=torch.tensor(s)[None]).loss) for s in seqs]
+    expected = sum(loss * (len(s) - 1) for loss, s in zip(losses, seqs)) / sum(len(s) - 1 for s in seqs)
+    for batch_tokens, logit_elements in [(64, len(tok) * 3), (200, len(tok) * 50), (10**6, 10**9)]:
+        got = mean_cross_entropy(model, seqs, batch_tokens, bos=tok.bos_token_id, logit_elements=logit_elements)
+        assert got == pytest.approx(expected, rel=1e-5)
+    batches = _length_batches(seqs, 130)
+    assert sorted(map(len, sum(batches, []))) == sorted(map(len, seqs))
+    assert all(len(b) * max(map(len, b)) <= 130 or len(b) == 1 for b in batches)
+
+
+def test_a_head_that_is_not_the_models_logits_is_refused(lm, monkeypatch):
+    model, tok = lm
+    ids = torch.tensor([[tok.bos_token_id, 5, 6, 7]])
+    check_output_head(model, ids)  # the real head passes
+    scaled = torch.nn.Linear(model.get_output_embeddings().in_features, len(tok), bias=False)
+    scaled.weight.data = 2.0 * model.get_output_embeddings().weight.data
+    monkeypatch.setattr(model, "get_output_embeddings", lambda: scaled)
+    with pytest.raises(ValueError, match="differs from the model's logits"):
+        check_output_head(model, ids)
 
 
 def test_token_table_joins_words_truth_and_a_dictionary():

@@ -119,9 +119,9 @@ def test_activation_rows_per_set_from_the_built_set_else_the_estimate(tmp_path, 
     assert lebel["jobs"] == mmlu["jobs"] == 4  # one per checkpoint and set
     assert lebel["seconds"] == pytest.approx(1500 / 1000 * 4)  # tokens / rate x (parameters / benchmark's)
     assert mmlu["seconds"] == pytest.approx(6000 / 1000 * 4) and "plan_stimuli.probe_mmlu" in mmlu["note"]
-    # Rows stream to disk: the peak has no output term, whatever the units.
-    assert lebel["peak_bytes"] == activations_peak_bytes(4e8, 2, 16, 2048, 1024, 2 * 25, 1000, outputs_in_memory=False)
-    assert lebel["peak_bytes"] == activations_peak_bytes(4e8, 2, 16, 2048, 1024, 2 * 25, 10**9, outputs_in_memory=False)
+    # Rows stream to disk: the peak has no output term, whatever the units; weights load as float32 on CPU.
+    assert lebel["peak_bytes"] == activations_peak_bytes(4e8, 4, 16, 2048, 1024, 2 * 25, 1000, outputs_in_memory=False)
+    assert lebel["peak_bytes"] == activations_peak_bytes(4e8, 4, 16, 2048, 1024, 2 * 25, 10**9, outputs_in_memory=False)
     # Once the set is built, its own rows and text count, not the estimate.
     (tmp_path / "stimuli").mkdir()
     pd.DataFrame({"unit_id": ["a", "b"], "text": ["x" * 400, "y" * 800]}).to_parquet(tmp_path / "stimuli/probe_mmlu.parquet")
@@ -146,6 +146,31 @@ def test_crosscoder_rows_time_two_fits_from_the_benchmark_rate(tmp_path, monkeyp
     assert row["peak_bytes"] == crosscoder_peak_bytes(9300, 20_000, 1024, 256, 512, int(16e9))
     [untimed] = crosscoder_rows(config, {"m": 6}, [(dataset, "s1")], where, None, {})
     assert untimed.get("seconds") is None and "benchmarks/crosscoder.py" in untimed["note"]
+
+
+def test_sae_row_peak_is_the_larger_of_training_and_the_language_models_ce_metrics(tmp_path, monkeypatch):
+    """The SAE job loads its language model after training, for the CE metrics: a 7B model's float32 weights
+    set the peak."""
+    from brainphase import planning
+    from brainphase.activations.extract import activations_peak_bytes
+    from brainphase.sae.train import sae_peak_bytes
+    from brainphase.stage_plan_sparse import sparse_coding_rows
+
+    config = {"models": [{"name": "m"}], "datasets": [], "crosscoder": {"d_latent": 256, "batch_size": 512, "epochs": 1}, "sae": {"expansion": 8, "batch_size": 4096, "k": 32, "k_aux": 256,
+                                                 "epochs": 1, "corpus": {"source": "file"}},
+              "plan_stimuli": {"sae_corpus": {"units": 10**6, "tokens": 10**6}}}
+    for size in (ModelSize(7_298_617_344, 32, 4096, 4, 4096), ModelSize(70_426_624, 6, 512, 2)):
+        monkeypatch.setattr(planning, "model_size", lambda m: size)
+        [row] = [r for r in sparse_coding_rows(config, {"sae": {"m": 3}}, [], None, lambda rule: None, tmp_path, {})
+                 if r["stage"] == "sae m"]
+        n = size.d_model * 8
+        train = sae_peak_bytes(size.d_model, n, 4096, 10**5, 32, 256)
+        window = min(size.context, 8192)
+        ce = activations_peak_bytes(size.params, 4, 8192 // window, window, size.d_model, 1, 0,
+                                    outputs_in_memory=False) + 12 * 2**24 + 8 * n * size.d_model
+        assert row["peak_bytes"] == max(train, ce)
+        if size.params > 10**9:
+            assert row["peak_bytes"] == ce > 4 * size.params  # float32 weights on CPU
 
 
 def test_any_stage_over_its_budget_is_flagged():

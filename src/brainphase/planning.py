@@ -25,6 +25,7 @@ class ModelSize:
     n_layers: int
     d_model: int
     bytes_per_param: int  # as published on disk: 2 for float16/bfloat16, 4 for float32
+    context: int = 2048  # positions read at once: config.json max_position_embeddings
 
 
 # Public model cards (parameters, layers, width, storage precision of the checkpoints).
@@ -37,15 +38,19 @@ KNOWN_SIZES = {
     "EleutherAI/pythia-2.8b": ModelSize(2_775_208_960, 32, 2560, 2),
     "EleutherAI/pythia-6.9b": ModelSize(6_857_302_016, 32, 4096, 2),
     "EleutherAI/pythia-12b": ModelSize(11_846_072_320, 36, 5120, 2),
-    "allenai/OLMo-2-0425-1B": ModelSize(1_484_916_736, 16, 2048, 4),
-    "allenai/OLMo-2-1124-7B": ModelSize(7_298_617_344, 32, 4096, 4),
-    "allenai/OLMo-2-1124-13B": ModelSize(13_716_198_400, 40, 5120, 4),
+    # OLMo-2 and llm-jp-3 config.json: max_position_embeddings 4096; Pythia and Amber 2048.
+    "allenai/OLMo-2-0425-1B": ModelSize(1_484_916_736, 16, 2048, 4, 4096),
+    "allenai/OLMo-2-1124-7B": ModelSize(7_298_617_344, 32, 4096, 4, 4096),
+    "allenai/OLMo-2-1124-13B": ModelSize(13_716_198_400, 40, 5120, 4, 4096),
     "LLM360/Amber": ModelSize(6_738_415_616, 32, 4096, 2),
     # llm-jp/llm-jp-3-1.8b config.json: Llama, hidden 2048, 24 layers, intermediate 7168,
     # vocab 99584, untied embeddings, bfloat16: 2·99584·2048 + 24·(4·2048² + 3·2048·7168 + 2·2048) + 2048.
-    "llm-jp/llm-jp-3-1.8b": ModelSize(1_867_614_208, 24, 2048, 2),
+    "llm-jp/llm-jp-3-1.8b": ModelSize(1_867_614_208, 24, 2048, 2, 4096),
 }
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+# load_model's "auto" precision on CPU is float32 whatever the checkpoint's
+# (runtime.resolve_dtype); the dry-run plan is of CPU host memory.
+CPU_BYTES_PER_PARAM = 4
 
 
 def _local_size(root: Path, pattern: str) -> ModelSize | None:
@@ -67,7 +72,8 @@ def _local_size(root: Path, pattern: str) -> ModelSize | None:
     if not (d and n_layers):
         return None
     params = cfg.get("num_parameters") or int(12 * n_layers * d * d + 2 * cfg.get("vocab_size", 0) * d)
-    return ModelSize(int(params), int(n_layers), int(d), max(1, round(n_bytes / params)) if n_bytes else 2)
+    return ModelSize(int(params), int(n_layers), int(d), max(1, round(n_bytes / params)) if n_bytes else 2,
+                     int(cfg.get("max_position_embeddings") or 2048))
 
 
 def model_size(model: dict) -> ModelSize | None:
@@ -77,7 +83,7 @@ def model_size(model: dict) -> ModelSize | None:
         d, n_layers, v = t["d_model"], t["n_layers"], t["vocab_size"]
         # Llama block: attention 4 d^2, gated MLP 3 d d_ff; embeddings untied.
         params = n_layers * (4 * d * d + 3 * d * t["d_ff"]) + 2 * v * d
-        return ModelSize(params, n_layers, d, 4)
+        return ModelSize(params, n_layers, d, 4, t["max_position"])
     if model["source"] == "hf":
         return KNOWN_SIZES.get(model["hf"]["repo_id"])
     if model["source"] == "local":

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .encoding.memory import MIN_CHUNK, EncodingShape, fit_flops, peak_bytes, plan_encoding
 from .plan_shapes import SubjectShape, epochs_shape, model_and_subjects, subject_shape  # noqa: F401 (re-exported)
-from .planning import GB
+from .planning import CPU_BYTES_PER_PARAM, GB
 
 
 def encoding_estimate(size, n_sites: int, enc: dict, shape: SubjectShape, budget_bytes: int | None,
@@ -145,10 +145,10 @@ def activation_rows(config: dict, counts: dict, results, budget_bytes, rates: di
                 continue
             from .activations.extract import activations_peak_bytes
 
-            # A whole-story window is at most the model's context; 2,048 positions for the studied families.
-            window = act["context_window"] or 2048
+            # A whole-story window is at most the model's context.
+            window = act["context_window"] or size.context
             n_sites = len(study.sites_of(config, s)) * (size.n_layers + 1) if pooling != "token" else 1
-            row["peak_bytes"] = activations_peak_bytes(size.params, size.bytes_per_param, act["batch_size"], window,
+            row["peak_bytes"] = activations_peak_bytes(size.params, CPU_BYTES_PER_PARAM, act["batch_size"], window,
                                                        size.d_model, n_sites, stim.units,
                                                        outputs_in_memory=False)  # the job streams its rows to disk
             if not rec:

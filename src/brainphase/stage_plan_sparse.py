@@ -24,10 +24,15 @@ def sparse_coding_rows(config: dict, counts: dict, subjects, brain_path, budget_
             continue
         n_latents = size.d_model * sae["expansion"]
         tokens = stimulus_units("sae_corpus", config, results, "token")
+        from .planning import CPU_BYTES_PER_PARAM
+        from .sae.splice import ce_eval_peak_bytes
         from .sae.train import sae_peak_bytes
 
-        row["peak_bytes"] = sae_peak_bytes(size.d_model, n_latents, sae["batch_size"],
-                                           int(0.1 * (tokens or 0)), sae["k"], sae["k_aux"])
+        # Training, then (the language model loaded only then) the CE metrics.
+        row["peak_bytes"] = max(sae_peak_bytes(size.d_model, n_latents, sae["batch_size"],
+                                               int(0.1 * (tokens or 0)), sae["k"], sae["k_aux"]),
+                                ce_eval_peak_bytes(size.params, CPU_BYTES_PER_PARAM, size.d_model, size.context,
+                                                   n_latents))
         rec = rates.get("sae")
         if rec and tokens:
             # A step's work grows with the dictionary: width x latents.

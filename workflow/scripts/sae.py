@@ -27,11 +27,16 @@ stimuli = read_stimuli(snakemake.input.stimuli)
 columns = read_token_table(snakemake.input.activations, stimuli, snakemake.input.stimuli)
 dictionary = pd.read_csv(snakemake.input.dictionary) if cfg["dictionary"] else None
 tokens = token_table(columns, stimuli, dictionary)
-model, tokenizer = load_model(snakemake.input.checkpoint, device=device,
-                              trust_remote_code=snakemake.params.trust_remote_code)
 log.info("%s/%s seed %d: %d tokens x %d at %s", wc.model, wc.step, seed, acts.shape[0], acts.shape[1], name)
+
+
+def load_lm():
+    log.info("training done; loading %s for the CE metrics", snakemake.input.checkpoint)
+    return load_model(snakemake.input.checkpoint, device=device, trust_remote_code=snakemake.params.trust_remote_code)
+
+
 t0 = time.perf_counter()
-result = run_checkpoint_sae(acts, tokens, cfg, init_seed(seed, wc.step), model=model, tokenizer=tokenizer, site=cfg["site"],
+result = run_checkpoint_sae(acts, tokens, cfg, init_seed(seed, wc.step), load_lm=load_lm, site=cfg["site"],
                             layer=cfg["layer"], device=device)
 m = result.metrics
 log.info("test FVU %.3f, L0 %.1f, dead %.1f%%, CE loss recovered %.3f (%.1fs)", m["test_fvu"], m["test_l0"],

@@ -13,6 +13,11 @@ import numpy as np
 BACKENDS = ("auto", "numpy", "torch", "torch_cuda")
 
 
+def float64_cost_of_capability(major: int, minor: int) -> float:
+    """:attr:`Backend.float64_cost` of an NVIDIA GPU of compute capability ``major.minor``."""
+    return 2.0 if minor == 0 and major in (6, 7, 8, 9, 10) else 32.0
+
+
 class Backend:
     """The few array operations the solver needs, on numpy or torch (CPU/CUDA).
 
@@ -43,6 +48,21 @@ class Backend:
             self.device = torch.device("cuda" if name == "torch_cuda" else "cpu")
             if name == "torch_cuda" and not torch.cuda.is_available():
                 raise RuntimeError("backend='torch_cuda' but CUDA is not available")
+
+    @property
+    def float64_cost(self) -> float:
+        """Time of a float64 multiply-add in float32 ones, for choosing between exact methods.
+
+        2 on CPUs (half the SIMD lanes) and on NVIDIA's data-centre GPUs
+        (compute capability 6.0, 7.0, 8.0, 9.0, 10.0: P100, V100, A100,
+        H100, B200); 32 on the others, whose float64 units run at 1/32 to
+        1/64 of float32 (CUDA C Programming Guide, arithmetic instructions
+        throughput table).
+        """
+        if self.name != "torch_cuda":
+            return 2.0
+        major, minor = self.xp.cuda.get_device_capability(self.device)
+        return float64_cost_of_capability(major, minor)
 
     def dtype(self, name: str):
         return getattr(self.xp, name)

@@ -270,20 +270,21 @@ def held_out_r2(ops: Backend, b: Basis, B, Yte_c, alphas, dtype: str,
     return scores
 
 
-def scoring_costs(n_test: int, rank: int, n_alphas: int) -> dict[str, float]:
+def scoring_costs(n_test: int, rank: int, n_alphas: int, float64_cost: float = 2.0) -> dict[str, float]:
     """Multiply-adds per target of each exact evaluation of ``|yhat_a|^2`` (see :func:`held_out_r2`).
 
-    Partial fractions make one float64 product of ``rank^2``, counted twice
-    (float64 runs at half the float32 rate); the triangle makes one float32
+    Partial fractions make one float64 product of ``rank^2``, weighted by
+    ``float64_cost``, the time of a float64 multiply-add in float32 ones (2 on
+    CPUs, see :attr:`Backend.float64_cost`); the triangle makes one float32
     product per alpha over the nonzero part of an ``n_test x rank`` trapezoid.
     """
     rows = min(n_test, rank)
-    return {"partial_fractions": 2.0 * rank * rank, "triangle": n_alphas * (rows * rank - rows * rows / 2)}
+    return {"partial_fractions": float64_cost * rank * rank, "triangle": n_alphas * (rows * rank - rows * rows / 2)}
 
 
-def scoring_method(n_test: int, rank: int, n_alphas: int) -> str:
+def scoring_method(n_test: int, rank: int, n_alphas: int, float64_cost: float = 2.0) -> str:
     """The cheaper of :func:`scoring_costs` for one fold."""
-    costs = scoring_costs(n_test, rank, n_alphas)
+    costs = scoring_costs(n_test, rank, n_alphas, float64_cost)
     return min(costs, key=costs.get)
 
 
@@ -291,7 +292,7 @@ def _fold_scoring_method(ops: Backend, b: Basis, alphas) -> str:
     """:func:`scoring_method` of the fold, with the clusters of tied eigenvalues scored by the triangle."""
     n_te, r = b.A.shape
     n_alphas = alphas.shape[0]
-    costs = scoring_costs(n_te, r, n_alphas)
+    costs = scoring_costs(n_te, r, n_alphas, ops.float64_cost)
     for s, e in _clusters(ops, b, alphas):
         costs["partial_fractions"] += scoring_costs(n_te, e - s, n_alphas)["triangle"]
     return min(costs, key=costs.get)

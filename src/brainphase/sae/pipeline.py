@@ -87,12 +87,15 @@ def train_config(cfg: dict, seed: int, device: str) -> SAETrainConfig:
     return SAETrainConfig(**{k: cfg[k] for k in keys}, seed=seed, device=device)
 
 
-def run_checkpoint_sae(activations, tokens: pd.DataFrame, cfg: dict, seed: int, model=None, tokenizer=None,
+def run_checkpoint_sae(activations, tokens: pd.DataFrame, cfg: dict, seed: int, load_lm=None,
                        site: str = "resid", layer: int = 0, device: str = "cpu") -> CheckpointSAE:
     """Train, evaluate (FVU, L0, dead fraction, CE loss recovered) and classify features.
 
     ``activations`` is (n_tokens × d), typically a float16 memmap; ``tokens``
-    its :func:`token_table`. Without ``model`` the CE metrics are NaN.
+    its :func:`token_table`. ``load_lm()`` returns ``(model, tokenizer)``; it
+    is called once training is done, so the language model's weights and the
+    SAE's training state are never in memory together, and the model is
+    dropped after the CE metrics. Without it the CE metrics are NaN.
     """
     import torch
 
@@ -102,7 +105,8 @@ def run_checkpoint_sae(activations, tokens: pd.DataFrame, cfg: dict, seed: int, 
     metrics["val_fvu"] = evaluate_sae(sae, activations, split["val"])["fvu"]
     metrics["n_latents"] = sae.W_dec.shape[1]
     metrics["train_tokens"] = len(split["train"])
-    if model is not None:
+    if load_lm is not None:
+        model, tokenizer = load_lm()
         test_docs = tokens.iloc[split["test"]].sort_values(["doc", "position"]).groupby("doc", sort=False)
         sequences = windows([g["token_id"].tolist() for _, g in test_docs], tokenizer.bos_token_id,
                             int(model.config.max_position_embeddings))
@@ -117,6 +121,7 @@ def run_checkpoint_sae(activations, tokens: pd.DataFrame, cfg: dict, seed: int, 
 
         with torch.no_grad():
             metrics.update(ce_loss_recovered(model, sequences, reconstruct, site, layer, tokenizer.bos_token_id))
+        del model, tokenizer
     values, indices = encode_rows(sae, activations, split["test"])
     top = top_activations(values, indices, sae.W_dec.shape[1], n_top=cfg["n_top"])
     top["row"] = split["test"][top["row"].to_numpy()]  # test-set positions → token rows

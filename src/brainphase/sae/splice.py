@@ -45,17 +45,31 @@ def windows(token_ids: Sequence[Sequence[int]], bos: int | None, max_len: int) -
     return out
 
 
-def mean_cross_entropy(model, sequences: list[list[int]], batch_size: int = 16,
+# Float32 logits formed at once: the LM head runs on this many elements'
+# worth of positions (64 MB), so a batch's memory does not grow with the
+# vocabulary (16 windows x 4,096 positions x 100k tokens would be 26 GB).
+LOGIT_ELEMENTS = 2**24
+# Tokens (padded) per forward pass of the evaluation.
+BATCH_TOKENS = 8192
+
+
+def mean_cross_entropy(model, sequences: list[list[int]], batch_tokens: int = BATCH_TOKENS,
                        replace: Callable | None = None, site: str = "resid", layer: int = 0,
-                       bos: int | None = None) -> float:
+                       bos: int | None = None, logit_elements: int = LOGIT_ELEMENTS) -> float:
     """Mean next-token cross-entropy over every predicted position of ``sequences``.
 
     ``replace(h)`` (if given) maps the site's hidden states (batch × time × d)
     to what the rest of the model sees; positions holding ``bos`` keep theirs.
+    Sequences are batched by length, at most ``batch_tokens`` padded tokens
+    per forward (at least one sequence). The trunk's last hidden states go
+    through the output embedding ``logit_elements`` logits at a time, never
+    a whole batch's; :func:`check_output_head` confirms on the first batch
+    that this equals the model's own logits.
     """
     import torch
 
     device = next(model.parameters()).device
+    head = model.get_output_embeddings()
     total, count = 0.0, 0
     state = {}
 
@@ -67,9 +81,7 @@ def mean_cross_entropy(model, sequences: list[list[int]], batch_size: int = 16,
     handle = _replace_site(model, site, layer, fn) if replace is not None else None
     try:
         with torch.inference_mode():
-            order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-            for b0 in range(0, len(order), batch_size):
-                batch = [sequences[i] for i in order[b0:b0 + batch_size]]
+            for batch in _length_batches(sequences, batch_tokens):
                 length = max(len(s) for s in batch)
                 ids = torch.zeros((len(batch), length), dtype=torch.long)
                 mask = torch.zeros((len(batch), length), dtype=torch.long)
@@ -78,11 +90,16 @@ def mean_cross_entropy(model, sequences: list[list[int]], batch_size: int = 16,
                     mask[j, :len(s)] = 1
                 ids, mask = ids.to(device), mask.to(device)
                 state["keep"] = (ids == bos) if bos is not None else torch.zeros_like(ids, dtype=torch.bool)
-                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
-                logp = torch.log_softmax(logits[:, :-1], dim=-1)
-                nll = -logp.gather(-1, ids[:, 1:, None])[..., 0]
+                if count == 0 and replace is None:
+                    check_output_head(model, ids[:1, :8])
+                h = model.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
                 valid = mask[:, 1:].bool()
-                total += float(nll[valid].sum())
+                rows, targets = h[:, :-1][valid], ids[:, 1:][valid]
+                step = max(1, logit_elements // head.weight.shape[0])
+                for r0 in range(0, len(rows), step):
+                    logits = head(rows[r0:r0 + step]).float()
+                    total += float(torch.nn.functional.cross_entropy(logits, targets[r0:r0 + step],
+                                                                     reduction="sum"))
                 count += int(valid.sum())
     finally:
         if handle is not None:
@@ -90,8 +107,49 @@ def mean_cross_entropy(model, sequences: list[list[int]], batch_size: int = 16,
     return total / max(count, 1)
 
 
+def ce_eval_peak_bytes(params: int, bytes_per_param: int, d_model: int, context: int, n_latents: int) -> int:
+    """Memory of the CE metrics: the language model, one forward of ``BATCH_TOKENS`` tokens, a chunk of logits
+    (and its softmax and gradient-free copy), and the SAE's weights."""
+    from ..activations.extract import activations_peak_bytes
+
+    window = min(context, BATCH_TOKENS)
+    forward = activations_peak_bytes(params, bytes_per_param, max(1, BATCH_TOKENS // window), window, d_model, 1, 0,
+                                     outputs_in_memory=False)
+    return forward + 3 * 4 * LOGIT_ELEMENTS + 4 * 2 * n_latents * d_model
+
+
+def _length_batches(sequences: list[list[int]], batch_tokens: int) -> list[list[list[int]]]:
+    """Sequences sorted by length, grouped while the padded batch stays within ``batch_tokens``."""
+    batches, batch = [], []
+    for s in sorted(sequences, key=len):
+        if batch and (len(batch) + 1) * len(s) > batch_tokens:
+            batches.append(batch)
+            batch = []
+        batch.append(s)
+    return batches + ([batch] if batch else [])
+
+
+def check_output_head(model, ids) -> None:
+    """Raise unless the output embedding of the trunk's last hidden states gives the model's logits.
+
+    True of the families studied here (GPT-NeoX, Llama, OLMo-2, GPT-2: the
+    final norm sits in the trunk); a model that scales or caps its logits
+    after the head would make the chunked cross-entropy wrong.
+    """
+    import torch
+
+    with torch.inference_mode():
+        full = model(input_ids=ids, use_cache=False).logits.float()
+        ours = model.get_output_embeddings()(model.base_model(input_ids=ids, use_cache=False).last_hidden_state).float()
+    if not torch.allclose(full, ours, rtol=1e-3, atol=1e-3 * float(full.abs().max())):
+        raise ValueError(f"{type(model).__name__}: the output embedding of the trunk's hidden states differs from "
+                         "the model's logits (a logit scale or cap after the head?); the SAE's CE loss recovered "
+                         "is computed only for models whose logits are that product (GPT-NeoX, Llama, OLMo-2, "
+                         "GPT-2)")
+
+
 def ce_loss_recovered(model, sequences, reconstruct: Callable, site: str, layer: int, bos: int | None,
-                      batch_size: int = 16) -> dict[str, float]:
+                      batch_tokens: int = BATCH_TOKENS) -> dict[str, float]:
     """Clean, zero-ablated and spliced CE, and the fraction recovered.
 
     ``reconstruct(h)`` returns the SAE reconstruction of raw hidden states
@@ -99,10 +157,10 @@ def ce_loss_recovered(model, sequences, reconstruct: Callable, site: str, layer:
     """
     import torch
 
-    clean = mean_cross_entropy(model, sequences, batch_size, bos=bos)
-    zero = mean_cross_entropy(model, sequences, batch_size, replace=torch.zeros_like, site=site, layer=layer,
+    clean = mean_cross_entropy(model, sequences, batch_tokens, bos=bos)
+    zero = mean_cross_entropy(model, sequences, batch_tokens, replace=torch.zeros_like, site=site, layer=layer,
                               bos=bos)
-    spliced = mean_cross_entropy(model, sequences, batch_size, replace=reconstruct, site=site, layer=layer,
+    spliced = mean_cross_entropy(model, sequences, batch_tokens, replace=reconstruct, site=site, layer=layer,
                                  bos=bos)
     denom = zero - clean
     recovered = (zero - spliced) / denom if abs(denom) > 1e-12 else np.nan
