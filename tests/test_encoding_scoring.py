@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from brainphase.encoding.backends import Backend, float64_cost_of_capability
-from brainphase.encoding.factors import (
-    Basis,
+from brainphase.encoding.factors import Basis
+from brainphase.encoding.scoring import (
     eigenvalue_clusters,
     held_out_r2,
     scoring_costs,

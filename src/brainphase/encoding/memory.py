@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .factors import scoring_costs
+from .scoring import scoring_costs
 
 # The ridge's inner per-target temporaries are bounded by ridge._CHUNK_ELEMENTS
 # (x 4 bytes, x 2 for the copies alive together); the permutation table by
@@ -134,7 +134,7 @@ def fit_flops(s: EncodingShape, block_size: int = 10) -> float:
     alike with the training TRs as rank): the Gram matrix, one
     eigendecomposition per fold and for the refit (~9 r^3 each), ``X^T Y``,
     per fold the eigenbasis projections and the held-out scoring products
-    (:func:`~brainphase.encoding.factors.scoring_costs`, the cheaper method),
+    (:func:`~brainphase.encoding.scoring.scoring_costs`, the cheaper method),
     the refit and the test predictions, and the block
     permutations. A benchmark divides this count at its own shape by its
     measured time, which makes the rate the plan uses.

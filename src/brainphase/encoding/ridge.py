@@ -23,7 +23,8 @@ from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from .backends import Backend
-from .factors import FACTORS, Basis, held_out_r2
+from .factors import FACTORS, Basis
+from .scoring import held_out_r2
 
 # Targets processed together when n_targets_batch is None: about this many
 # elements of per-chunk temporaries (copies of Y and several rank x targets
@@ -84,7 +85,7 @@ class GroupedRidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Alphas stacked in one triangular product when scoring (None: all).
     score_method : {"auto", "partial_fractions", "triangle"}
         How held-out predictions are scored for every alpha without forming
-        them (:func:`~brainphase.encoding.factors.held_out_r2`); both exact.
+        them (:func:`~brainphase.encoding.scoring.held_out_r2`); both exact.
         "auto" takes the cheaper for each fold's shape.
 
     Attributes
