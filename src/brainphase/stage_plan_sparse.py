@@ -12,7 +12,7 @@ from .plan_shapes import model_and_subjects
 def sparse_coding_rows(config: dict, counts: dict, subjects, brain_path, budget_of, results, rates: dict) -> list[dict]:
     """SAE training, SAE matching and the crosscoder: times from their benchmarks, peaks from their formulas."""
     from . import study
-    from .planning import model_size, stimulus_units
+    from .planning import CPU_BYTES_PER_PARAM, model_size, stimulus_units
 
     rows = []
     sae = config["sae"]
@@ -24,9 +24,8 @@ def sparse_coding_rows(config: dict, counts: dict, subjects, brain_path, budget_
             continue
         n_latents = size.d_model * sae["expansion"]
         tokens = stimulus_units("sae_corpus", config, results, "token")
-        from .planning import CPU_BYTES_PER_PARAM
         from .sae.splice import ce_eval_peak_bytes
-        from .sae.train import sae_peak_bytes
+        from .sae.train import sae_peak_bytes  # imports torch: only for a study with SAE jobs
 
         # Training, then (the language model loaded only then) the CE metrics.
         row["peak_bytes"] = max(sae_peak_bytes(size.d_model, n_latents, sae["batch_size"],

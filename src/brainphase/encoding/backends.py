@@ -104,18 +104,6 @@ class Backend:
     def eigh(self, a):
         return self.xp.linalg.eigh(a)
 
-    def subtract_product_(self, M, U, W):
-        """``M -= U @ W`` in place, for a thin ``U`` (rank-k corrections of a large ``M``).
-
-        The product is formed in ``M``'s precision. (scipy's BLAS ``gemm``
-        could update in place, but it is a second OpenBLAS beside numpy's
-        whose spinning threads slow numpy's down when calls alternate.)
-        """
-        if self.xp is np:
-            M -= U.astype(M.dtype, copy=False) @ W.astype(M.dtype, copy=False)
-            return M
-        return M.addmm_(U.to(M.dtype), W.to(M.dtype), alpha=-1)
-
     def matmul(self, a, b, out):
         return self.xp.matmul(a, b, out=out)
 

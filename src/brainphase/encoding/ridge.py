@@ -10,7 +10,8 @@ himalaya forms the (n_alphas, n_test, n_train) matrices
 Here each fold diagonalises its training Gram matrix once and scores every
 alpha from the factors (:mod:`.factors`): by partial fractions in the
 eigenvalues, one ``rank^2 * n_voxels`` product per fold whatever the number
-of alphas; ``benchmarks/encoding.py`` compares the two. ``X^T Y`` over all samples is computed once; each fold
+of alphas; ``benchmarks/encoding.py`` compares the two. ``X^T Y`` over all
+samples is computed once; each fold
 subtracts its held-out part. The array library is a seam (:mod:`.backends`).
 """
 

@@ -96,20 +96,20 @@ def scoring_costs(n_test: int, rank: int, n_alphas: int, float64_cost: float = 2
     return {"partial_fractions": float64_cost * rank * rank, "triangle": n_alphas * (rows * rank - rows * rows / 2)}
 
 
-def scoring_method(n_test: int, rank: int, n_alphas: int, float64_cost: float = 2.0) -> str:
-    """The cheaper of :func:`scoring_costs` for one fold."""
+def scoring_method(n_test: int, rank: int, n_alphas: int, float64_cost: float = 2.0,
+                   cluster_sizes: tuple[int, ...] = ()) -> str:
+    """The cheaper of :func:`scoring_costs` for one fold; partial fractions score each cluster of tied
+    eigenvalues (``cluster_sizes``) by the triangle as well."""
     costs = scoring_costs(n_test, rank, n_alphas, float64_cost)
+    costs["partial_fractions"] += sum(scoring_costs(n_test, c, n_alphas)["triangle"] for c in cluster_sizes)
     return min(costs, key=costs.get)
 
 
 def _fold_scoring_method(ops: Backend, b: Basis, alphas) -> str:
-    """:func:`scoring_method` of the fold, with the clusters of tied eigenvalues scored by the triangle."""
+    """:func:`scoring_method` of the fold, with its clusters of tied eigenvalues."""
     n_te, r = b.A.shape
-    n_alphas = alphas.shape[0]
-    costs = scoring_costs(n_te, r, n_alphas, ops.float64_cost)
-    for s, e in _clusters(ops, b, alphas):
-        costs["partial_fractions"] += scoring_costs(n_te, e - s, n_alphas)["triangle"]
-    return min(costs, key=costs.get)
+    sizes = tuple(e - s for s, e in _clusters(ops, b, alphas))
+    return scoring_method(n_te, r, alphas.shape[0], ops.float64_cost, sizes)
 
 
 def _clusters(ops: Backend, b: Basis, alphas) -> list[tuple[int, int]]:
