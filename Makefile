@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 EXTRAS ?= test
 STAMP  := $(VENV)/.installed-$(shell (cat pyproject.toml constraints.txt; echo $(EXTRAS)) | cksum | cut -d' ' -f1)
 CORES  ?= all
+# Test processes (pytest-xdist), one file each at a time: the suite's long steps are Snakemake
+# runs that leave a core idle while they start jobs; `make test TEST_WORKERS=0` runs it in one.
+TEST_WORKERS ?= 2
 # Tests and CI: no hub, no dataset downloads, one thread per process.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 
@@ -47,7 +50,7 @@ test-config: setup
 	$(TEST_ENV) $(BIN)/snakemake -d .test --cores 2
 
 test: setup
-	$(TEST_ENV) $(BIN)/python -m pytest
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf results .snakemake

@@ -1,8 +1,12 @@
+import fcntl
 import os
 import re
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,13 +45,78 @@ def make_workdir(tmp: Path, config: Path | str = MICRO_CONFIG) -> Path:
     return tmp
 
 
+# The micro run is the suite's longest step (~7 min on 2 cores) and most of
+# the workflow tests read it. It starts in the background when the session's
+# first test starts, the tests that need it run last (pytest_collection_modifyitems),
+# and everything else runs meanwhile. Under pytest-xdist the workers share one run
+# through a lock in the session's common temporary folder.
+MICRO_RUN_TIMEOUT = 3600
+
+
+def _session_folder(tmp_path_factory) -> Path:
+    """The session's temporary folder, common to all xdist workers (each has a subfolder of it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _start_micro_run(tmp_path_factory) -> Path:
+    """Start the micro run detached, once per session; its folder (``wd``, ``log``, ``pgid``, then ``rc``)."""
+    run = _session_folder(tmp_path_factory) / "micro-run"
+    run.mkdir(exist_ok=True)
+    with open(run.parent / "micro-run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (run / "pgid").exists():
+            wd = make_workdir(run / "wd")
+            env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+            command = shlex.join([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(wd), "--cores", "2"])
+            # rc appears whole (rename) only once Snakemake has exited.
+            proc = subprocess.Popen(["sh", "-c", f"{command} > log 2>&1; echo $? > rc.part; mv rc.part rc"],
+                                    cwd=run, env=env, start_new_session=True)
+            (run / "pgid").write_text(str(proc.pid))
+    return run
+
+
+def _needs_micro_run(item) -> bool:
+    return "micro_run" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with a test that reads the micro run go last (stable order otherwise), so that the
+    rest of the suite runs while the micro run does, and xdist's per-module scheduling keeps them last."""
+    late = {item.fspath for item in items if _needs_micro_run(item)}
+    items[:] = sorted(items, key=lambda item: item.fspath in late)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _micro_run_in_background(request, tmp_path_factory):
+    if any(_needs_micro_run(item) for item in request.session.items):
+        _start_micro_run(tmp_path_factory)
+
+
+def pytest_sessionfinish(session):
+    """An interrupted or failed-early session stops a micro run it left running (controller only)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or not hasattr(session.config, "_tmp_path_factory"):
+        return
+    run = _session_folder(session.config._tmp_path_factory) / "micro-run"
+    if (run / "pgid").exists() and not (run / "rc").exists():
+        try:
+            os.killpg(int((run / "pgid").read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture(scope="session")
 def micro_run(tmp_path_factory):
-    """The whole DAG on the micro config, run once per test session."""
-    wd = make_workdir(tmp_path_factory.mktemp("micro"))
-    proc = run_snakemake(wd, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return wd
+    """The whole DAG on the micro config, run once per test session (in the background, see above)."""
+    run = _start_micro_run(tmp_path_factory)
+    deadline = time.monotonic() + MICRO_RUN_TIMEOUT
+    while not (run / "rc").exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the micro run did not finish within {MICRO_RUN_TIMEOUT} s; its log: {run / 'log'}")
+        time.sleep(1)
+    rc = int((run / "rc").read_text())
+    assert rc == 0, f"the micro run failed (exit {rc}); {run / 'log'} ends:\n" + (run / "log").read_text()[-4000:]
+    return run / "wd"
 
 
 # Stages run by one generic rule for every model, whose jobs the tests count per model.
