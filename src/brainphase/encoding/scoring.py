@@ -168,17 +168,24 @@ def _ss_hat_partial_fractions(ops: Backend, b: Basis, B, alphas, dtype: str, n_a
         b.extra["H"], b.extra["g"], b.extra["triangles"] = _partial_fraction_factors(ops, b, alphas)
     H, g, clusters = b.extra["H"], b.extra["g"], b.extra["triangles"]
     D64 = b.extra["D64"]
+    if "pf_weights" not in b.extra:  # [d^2 g | 2 d] per alpha: both sums of squares in one product
+        b.extra["pf_weights"] = ops.xp.concatenate([D64 * D64 * g[None, :], 2.0 * D64], 1)
+    weights = b.extra["pf_weights"]
     r, n_targets = B.shape
     ss_hat = np.zeros((D64.shape[0], n_targets))
-    n_tb = max(1, min(n_targets, _PREDICTION_BLOCK_ELEMENTS // max(1, r)))
+    n_tb = max(1, min(n_targets, _PREDICTION_BLOCK_ELEMENTS // max(1, 2 * r)))
+    # One float64 buffer per block of targets: B (cast) on top, z = H b below,
+    # then b^2 and b * z in place, weighted by one (alphas x 2 rank) product.
+    buf = ops.empty(2 * r * n_tb, "float64")
     for t0 in range(0, n_targets, n_tb):
         t_sl = slice(t0, min(t0 + n_tb, n_targets))
-        Bt = ops.cast(B[:, t_sl], "float64")
-        Z = H @ Bt
-        Z *= Bt
-        Bt = Bt * Bt  # not in place: Bt may be a view of B
-        ss_hat[:, t_sl] = ops.to_numpy(2.0 * (D64 @ Z) + (D64 * D64 * g[None, :]) @ Bt)
-        del Bt, Z
+        W = buf[: 2 * r * (t_sl.stop - t0)].reshape(2 * r, -1)
+        W[:r] = B[:, t_sl]
+        ops.matmul(H, W[:r], out=W[r:])
+        W[r:] *= W[:r]
+        W[:r] *= W[:r]
+        ss_hat[:, t_sl] = ops.to_numpy(weights @ W)
+    del buf
     for s, e, R in clusters:
         ss_hat += _ss_hat_triangle(ops, R, B[s:e], D64[:, s:e], dtype, n_alphas_batch)
     return ss_hat
