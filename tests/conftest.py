@@ -98,11 +98,36 @@ def pytest_sessionfinish(session):
     if os.environ.get("PYTEST_XDIST_WORKER") or not hasattr(session.config, "_tmp_path_factory"):
         return
     run = _session_folder(session.config._tmp_path_factory) / "micro-run"
-    if (run / "pgid").exists() and not (run / "rc").exists():
+    if not (run / "pgid").exists() or (run / "rc").exists():
+        return
+    # SIGINT, as Ctrl-C: Snakemake stops its jobs and removes their partial outputs (it can
+    # sit on SIGTERM); SIGKILL if it has not gone within a minute.
+    group = int((run / "pgid").read_text())
+    for sig, grace in ((signal.SIGINT, 60), (signal.SIGKILL, 5)):
         try:
-            os.killpg(int((run / "pgid").read_text()), signal.SIGTERM)
+            os.killpg(group, sig)
+            deadline = time.monotonic() + grace
+            while _group_running(group):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            else:
+                return
         except ProcessLookupError:
-            pass
+            return
+
+
+def _group_running(group: int) -> bool:
+    """Whether a process of the group is still running: the exited ``sh`` stays a zombie of the
+    worker that started it, so ``kill(-group, 0)`` alone would wait on it."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":  # fields after the name: state, ppid, pgrp
+            return True
+    return False
 
 
 @pytest.fixture(scope="session")

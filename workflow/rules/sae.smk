@@ -104,6 +104,7 @@ rule sae_matching:
         benchmark_path("sae_matching")
     conda:
         TORCH_ENV
+    threads: threads("sae_matching")
     params:
         threshold=config["sae"]["match_threshold"],
     script:
