@@ -190,3 +190,46 @@ def test_sklearn_api_and_input_checks():
     Y[0, 0] = np.nan
     with pytest.raises(ValueError):
         GroupedRidgeCV().fit(X, Y, groups)
+
+
+def test_eigh_many_runs_at_once_and_equals_single_threaded_eigh():
+    """Several BLAS threads: one decomposition per thread, each bit for bit the single-threaded one."""
+    from threadpoolctl import threadpool_limits
+
+    from brainphase.encoding.backends import Backend
+
+    rng = np.random.default_rng(7)
+    mats = [(lambda a: a.T @ a)(rng.standard_normal((80, 60))) for _ in range(4)]
+    with threadpool_limits(limits=1, user_api="blas"):
+        ref = [np.linalg.eigh(m) for m in mats]
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert Backend.blas_threads() == 2
+        got = Backend("numpy").eigh_many(mats)
+    for (lam_ref, V_ref), (lam, V) in zip(ref, got, strict=True):
+        np.testing.assert_array_equal(lam, lam_ref)
+        np.testing.assert_array_equal(V, V_ref)
+
+
+@pytest.mark.parametrize("shape", [(300, 40), (60, 90)], ids=["primal", "dual"])
+def test_folds_diagonalised_together_fit_as_one_at_a_time(shape, monkeypatch):
+    """With two BLAS threads every fold and the refit are diagonalised in one batch; the fit equals
+    the one-thread fit, which diagonalises them one at a time."""
+    from threadpoolctl import threadpool_limits
+
+    from brainphase.encoding.backends import Backend
+
+    batches = []
+    eigh_many = Backend.eigh_many
+    monkeypatch.setattr(Backend, "eigh_many", lambda self, mats: batches.append(len(mats)) or eigh_many(self, mats))
+    X, Y, groups = make_data(*shape, n_targets=7, n_runs=5, seed=6)
+    alphas = np.logspace(-1, 3, 5)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = GroupedRidgeCV(alphas=alphas, dtype="float64").fit(X, Y, groups)
+    assert batches == []
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = GroupedRidgeCV(alphas=alphas, dtype="float64").fit(X, Y, groups)
+    assert batches == [6]  # 5 folds and all samples
+    np.testing.assert_array_equal(two.best_alphas_, one.best_alphas_)
+    np.testing.assert_allclose(two.cv_scores_, one.cv_scores_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(two.coef_, one.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(two.intercept_, one.intercept_, rtol=1e-9, atol=1e-12)

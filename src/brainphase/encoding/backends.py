@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 BACKENDS = ("auto", "numpy", "torch", "torch_cuda")
+# Largest Gram matrix whose folds are diagonalised together (:meth:`Backend.eigh_many`): the
+# gain shrinks with the rank while the matrices held at once grow with its square.
+CONCURRENT_EIGH_MAX_RANK = 2048
 
 
 def float64_cost_of_capability(major: int, minor: int) -> float:
@@ -103,6 +106,34 @@ class Backend:
 
     def eigh(self, a):
         return self.xp.linalg.eigh(a)
+
+    def eigh_many(self, matrices: list) -> list:
+        """``eigh`` of each matrix; on numpy with several BLAS threads, as many at once, one thread each.
+
+        LAPACK's symmetric eigensolver spends much of its time in
+        matrix-vector steps that gain little from a second thread; one
+        decomposition per thread is faster up to the ranks
+        :data:`CONCURRENT_EIGH_MAX_RANK` allows (measured with 2 threads,
+        6 matrices: 2.0x at 256, 1.65x at 512, 1.4x at 1,024, 1.27x at
+        2,048). Each decomposition runs single-threaded, so the results do
+        not depend on which thread ran it.
+        """
+        workers = min(len(matrices), self.blas_threads()) if self.xp is np else 1
+        if workers < 2:
+            return [self.eigh(a) for a in matrices]
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(self.eigh, matrices))
+
+    @staticmethod
+    def blas_threads() -> int:
+        """Threads numpy's BLAS uses now (1 where threadpoolctl finds none)."""
+        from threadpoolctl import threadpool_info
+
+        return max([lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"], default=1)
 
     def matmul(self, a, b, out):
         return self.xp.matmul(a, b, out=out)

@@ -68,15 +68,26 @@ class PrimalFactors:
         ops.matmul(self.X.T, Y, out=self.XY[:f])
         self.Y, self.y_sum = Y, ops.sum64(Y, 0)
 
-    def basis(self, train=None, test=None) -> Basis:
-        ops = self.ops
+    def _training_mean(self, train, test):
+        """Training-set size, feature mean and held-out rows (float64; None for all samples)."""
         if test is None:
-            n, x_sum, G = self.X.shape[0], self.x_sum, self.G
+            n, x_sum, Xte64 = self.X.shape[0], self.x_sum, None
         else:
             Xte64 = self.X64[test]
-            n, x_sum, G = len(train), self.x_sum - Xte64.sum(0), self.G - Xte64.T @ Xte64
-        x_mean = x_sum / n if self.fit_intercept else 0 * x_sum
-        lam, V = ops.eigh(G - n * (x_mean[:, None] * x_mean[None, :]))
+            n, x_sum = len(train), self.x_sum - Xte64.sum(0)
+        return n, (x_sum / n if self.fit_intercept else 0 * x_sum), Xte64
+
+    def centred_gram(self, train=None, test=None):
+        """The training set's centred ``X^T X``, the matrix :meth:`basis` diagonalises."""
+        n, x_mean, Xte64 = self._training_mean(train, test)
+        G = self.G if Xte64 is None else self.G - Xte64.T @ Xte64
+        return G - n * (x_mean[:, None] * x_mean[None, :])
+
+    def basis(self, train=None, test=None, eig=None) -> Basis:
+        """The training set's factors; ``eig``: ``eigh`` of :meth:`centred_gram`, when already computed."""
+        ops = self.ops
+        n, x_mean, Xte64 = self._training_mean(train, test)
+        lam, V = eig if eig is not None else ops.eigh(self.centred_gram(train, test))
         lam[lam < 0] = 0  # round-off on a PSD matrix
         b = Basis(n=n, lam=lam, x_mean=x_mean, train=train, test=test)
         u = x_mean @ V  # the training mean in the eigenbasis
@@ -157,16 +168,26 @@ class DualFactors:
         """The (centred) targets every later :meth:`targets` call reads."""
         self.Y = Y
 
-    def basis(self, train=None, test=None) -> Basis:
+    def _centred(self, K_tr):
+        """``K_tr`` with its training mean removed on both sides (as it is without an intercept)."""
+        if not self.fit_intercept:
+            return K_tr
+        m_tr = K_tr.mean(1)
+        return K_tr - m_tr[:, None] - m_tr[None, :] + K_tr.mean()
+
+    def centred_gram(self, train=None, test=None):
+        """The training set's centred kernel, the matrix :meth:`basis` diagonalises."""
+        return self._centred(self.K if train is None else self.K[train][:, train])
+
+    def basis(self, train=None, test=None, eig=None) -> Basis:
+        """The training set's factors; ``eig``: ``eigh`` of :meth:`centred_gram`, when already computed."""
         ops = self.ops
         K_tr = self.K if train is None else self.K[train][:, train]
         K_te = None if test is None else self.K[test][:, train]
-        if self.fit_intercept:
+        if self.fit_intercept and K_te is not None:
             m_tr, mu = K_tr.mean(1), K_tr.mean()
-            if K_te is not None:
-                K_te = K_te - K_te.mean(1)[:, None] - m_tr[None, :] + mu
-            K_tr = K_tr - m_tr[:, None] - m_tr[None, :] + mu
-        lam, Q = ops.eigh(K_tr)
+            K_te = K_te - K_te.mean(1)[:, None] - m_tr[None, :] + mu
+        lam, Q = eig if eig is not None else ops.eigh(self._centred(K_tr))
         lam[lam < 0] = 0
         n = K_tr.shape[0]
         x_mean = None  # only the full-data basis needs it (lift, intercept)

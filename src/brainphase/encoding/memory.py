@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .backends import CONCURRENT_EIGH_MAX_RANK
 from .scoring import scoring_costs
 
 # The ridge's inner per-target temporaries are bounded by ridge._CHUNK_ELEMENTS
@@ -86,7 +87,14 @@ def fixed_bytes(s: EncodingShape, keep_bases: bool) -> int:
     design = s.n_train * f * (4 + 8) + gram + 2 * _rank(s) ** 2 * 8  # float32 and float64 copies, eigh workspace
     # Not kept, a fold's factors are freed only once the next fold's exist.
     bases = (s.n_folds + 1) * basis_bytes(s) if keep_bases else 2 * basis_bytes(s)
-    return INTERPRETER_BYTES + responses + layer + design + bases + _PERMUTATION_TABLE
+    return INTERPRETER_BYTES + responses + layer + design + bases + concurrent_eigh_bytes(s) + _PERMUTATION_TABLE
+
+
+def concurrent_eigh_bytes(s: EncodingShape) -> int:
+    """Gram matrices and eigenvectors of every fold (and all samples), held together while they are
+    diagonalised at once (:meth:`~brainphase.encoding.backends.Backend.eigh_many`; small ranks only)."""
+    r = _rank(s)
+    return (s.n_folds + 1) * 2 * r * r * 8 if r <= CONCURRENT_EIGH_MAX_RANK else 0
 
 
 def voxel_bytes(s: EncodingShape) -> int:

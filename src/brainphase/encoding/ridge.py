@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, MultiOutputMixin, RegressorMixin
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
-from .backends import Backend
+from .backends import CONCURRENT_EIGH_MAX_RANK, Backend
 from .factors import FACTORS, Basis
 from .scoring import held_out_r2
 
@@ -213,16 +213,31 @@ class RidgeFolds:
                                             dtype, self.fit_intercept)
         self.alphas_b = ops.asarray(self.alphas, "float64")
         self._bases = {} if keep_bases else None
+        self._eig = {}  # eigendecompositions made together, until their fold's basis is built
+
+    def _fold_sets(self, i: int | None):
+        if i is None:
+            return None, None
+        train, test = self.splits[i]
+        return self.ops.index(train), self.ops.index(test)
+
+    def diagonalise_together(self) -> None:
+        """Eigendecompose every fold not yet factorised (and all samples) at once, for :meth:`basis`,
+        where :meth:`Backend.eigh_many` is faster for this rank (at most ``CONCURRENT_EIGH_MAX_RANK``:
+        the matrices are held together)."""
+        if min(self.n_features, self.n_samples) > CONCURRENT_EIGH_MAX_RANK or self.ops.xp is not np:
+            return
+        todo = [i for i in [*range(len(self.splits)), None]
+                if (self._bases is None or i not in self._bases) and i not in self._eig]
+        if len(todo) > 1 and self.ops.blas_threads() > 1:
+            grams = [self.factors.centred_gram(*self._fold_sets(i)) for i in todo]
+            self._eig.update(zip(todo, self.ops.eigh_many(grams)))
 
     def basis(self, i: int | None) -> Basis:
         """Fold ``i``'s factors (None: all samples), from the cache when kept."""
         if self._bases is not None and i in self._bases:
             return self._bases[i]
-        if i is None:
-            b = self.factors.basis()
-        else:
-            train, test = self.splits[i]
-            b = self.factors.basis(self.ops.index(train), self.ops.index(test))
+        b = self.factors.basis(*self._fold_sets(i), eig=self._eig.pop(i, None))
         if self._bases is not None:
             self._bases[i] = b
         return b
@@ -250,6 +265,7 @@ class RidgeFolds:
     def _cv_scores(self, chunks, n_targets: int) -> np.ndarray:
         """(n_alphas, n_targets) held-out R² averaged over folds."""
         scores = np.zeros((self.alphas.shape[0], n_targets))
+        self.diagonalise_together()
         for i in range(len(self.splits)):
             basis = self.basis(i)
             for cols in chunks:
