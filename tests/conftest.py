@@ -25,13 +25,16 @@ except ImportError:  # pragma: no cover
     pass
 
 
+def _snakemake_call(workdir: Path, *args: str) -> tuple[list[str], dict]:
+    """The command and environment that run the repo's Snakefile in ``workdir`` offline, one thread a job."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args], env
+
+
 def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     """Run the repo's Snakefile in ``workdir`` (which holds config/config.yaml)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
-    )
+    command, env = _snakemake_call(workdir, *args)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 # The micro config, where the Snakemake workflow catalog looks for a test config
@@ -66,11 +69,9 @@ def _start_micro_run(tmp_path_factory) -> Path:
     with open(run.parent / "micro-run.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (run / "pgid").exists():
-            wd = make_workdir(run / "wd")
-            env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
-            command = shlex.join([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(wd), "--cores", "2"])
+            command, env = _snakemake_call(make_workdir(run / "wd"), "--cores", "2")
             # rc appears whole (rename) only once Snakemake has exited.
-            proc = subprocess.Popen(["sh", "-c", f"{command} > log 2>&1; echo $? > rc.part; mv rc.part rc"],
+            proc = subprocess.Popen(["sh", "-c", f"{shlex.join(command)} > log 2>&1; echo $? > rc.part; mv rc.part rc"],
                                     cwd=run, env=env, start_new_session=True)
             (run / "pgid").write_text(str(proc.pid))
     return run
@@ -106,14 +107,12 @@ def pytest_sessionfinish(session):
     for sig, grace in ((signal.SIGINT, 60), (signal.SIGKILL, 5)):
         try:
             os.killpg(group, sig)
-            deadline = time.monotonic() + grace
-            while _group_running(group):
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.5)
-            else:
-                return
         except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while _group_running(group) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if not _group_running(group):
             return
 
 

@@ -118,7 +118,7 @@ class Backend:
         2,048). Each decomposition runs single-threaded, so the results do
         not depend on which thread ran it.
         """
-        workers = min(len(matrices), self.blas_threads()) if self.xp is np else 1
+        workers = self.eigh_workers(len(matrices))
         if workers < 2:
             return [self.eigh(a) for a in matrices]
         from concurrent.futures import ThreadPoolExecutor
@@ -127,6 +127,10 @@ class Backend:
 
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             return list(pool.map(self.eigh, matrices))
+
+    def eigh_workers(self, n_matrices: int) -> int:
+        """Decompositions :meth:`eigh_many` runs at once: one per BLAS thread, on numpy only."""
+        return min(n_matrices, self.blas_threads()) if self.xp is np else 1
 
     @staticmethod
     def blas_threads() -> int:

@@ -225,11 +225,11 @@ class RidgeFolds:
         """Eigendecompose every fold not yet factorised (and all samples) at once, for :meth:`basis`,
         where :meth:`Backend.eigh_many` is faster for this rank (at most ``CONCURRENT_EIGH_MAX_RANK``:
         the matrices are held together)."""
-        if min(self.n_features, self.n_samples) > CONCURRENT_EIGH_MAX_RANK or self.ops.xp is not np:
+        if min(self.n_features, self.n_samples) > CONCURRENT_EIGH_MAX_RANK:
             return
         todo = [i for i in [*range(len(self.splits)), None]
                 if (self._bases is None or i not in self._bases) and i not in self._eig]
-        if len(todo) > 1 and self.ops.blas_threads() > 1:
+        if self.ops.eigh_workers(len(todo)) > 1:
             grams = [self.factors.centred_gram(*self._fold_sets(i)) for i in todo]
             self._eig.update(zip(todo, self.ops.eigh_many(grams)))
 
